@@ -1,0 +1,110 @@
+"""The compile pipeline: Relax module with bnncc ops → scheduled, built Relax VM executable."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from . import relay_ops  # noqa: F401  (registers the ops)
+from .errors import BnnccError
+from .relay_ops.passes import use_weight_layout
+from .schedules import schedule_module
+from .targets import TargetSpec, get_target
+
+
+def lower(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None) -> tvm.IRModule:
+    """Relax graph passes, legalization, fusion and scheduling; returns the module ready for codegen."""
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    tvm_target = target.tvm_target(num_cores)
+    mod = use_weight_layout(mod, "HWIO")
+    with tvm_target:
+        seq = tvm.transform.Sequential(cpu.library_dispatch_passes(tvm_target) + cpu.legalize_passes(tvm_target))
+        mod = seq(mod)
+    return schedule_module(mod, tvm_target)
+
+
+def build(mod: tvm.IRModule, target: str | TargetSpec = "host") -> Executable:
+    """Compile a Relax module (with bnncc ops) for ``target``."""
+    spec = get_target(target)
+    lowered = lower(mod, spec)
+    ex = tvm.compile(lowered, spec.tvm_target())
+    return Executable(ex, spec)
+
+
+class Executable:
+    """A compiled model: call it on numpy arrays; export it as one shared library."""
+
+    def __init__(self, ex, target: TargetSpec | None = None, path: str | None = None):
+        self._ex = ex
+        self.target = target
+        self.path = path
+        self._vm = None
+
+    @property
+    def vm(self) -> relax.VirtualMachine:
+        if self._vm is None:
+            if self.target is not None and not self.target.is_native:
+                raise BnnccError(f"this library was built for {self.target.name} ({self.target.arch}); "
+                                 "run it on such a device (bnncc run --rpc) instead of here")
+            self._vm = relax.VirtualMachine(self._ex, tvm.cpu())
+        return self._vm
+
+    def __call__(self, *inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        out = self.vm["main"](*(tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs))
+        if isinstance(out, tvm.runtime.Tensor):
+            return out.numpy()
+        return tuple(o.numpy() for o in out)
+
+    def time(self, *inputs: np.ndarray, repeats: int = 20, warmup: int = 3) -> list[float]:
+        """Seconds per run of ``main`` (inputs already on the device), ``repeats`` samples."""
+        args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
+        f = self.vm["main"]
+        for _ in range(warmup):
+            f(*args)
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            f(*args)
+            samples.append(time.perf_counter() - t0)
+        return samples
+
+    def export_library(self, path: str | os.PathLike) -> Path:
+        """Write one shared library (cross-compiled when the target is another architecture).
+
+        Written to a temporary file and renamed, so a failure never leaves a half-written library behind.
+        """
+        path = Path(path)
+        kwargs = {}
+        if self.target is not None and not self.target.is_native and self.target.cross_compiler:
+            kwargs["fcompile"] = tvm.support.cc.cross_compiler(self.target.cross_compiler)
+        fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".so", dir=path.parent if path.parent.exists() else None)
+        os.close(fd)
+        try:
+            self._ex.export_library(tmp, **kwargs)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+
+def load(path: str | os.PathLike) -> Executable:
+    """Load a library written by :meth:`Executable.export_library`."""
+    path = Path(path)
+    if not path.is_file():
+        raise BnnccError(f"{path}: no such compiled model")
+    try:
+        ex = tvm.runtime.load_module(str(path))
+    except Exception as e:  # noqa: BLE001 - TVM raises many kinds
+        raise BnnccError(f"{path}: not a library bnncc can load ({str(e).splitlines()[-1]})") from None
+    return Executable(ex, None, str(path))
+
+

@@ -1,0 +1,125 @@
+"""The numpy oracle: binary operators computed straight from their definition (../shared/BNN-SEMANTICS.md).
+
+Everything here works on unpacked ±1 values with plain integer arithmetic — no popcount tricks — so that it can
+check the compiled kernels. Tests and benchmarks share it. The compiler uses only its geometry helpers
+(padding) and :func:`bitpack` to pack constant weights; the Larq/LCE tests check those independently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT32_MAX = 2**31 - 1
+
+
+def binarize(x: np.ndarray) -> np.ndarray:
+    """sign(x) with sign(0) = +1, as int8 ±1."""
+    return np.where(np.asarray(x) < 0, -1, 1).astype(np.int8)
+
+
+def words_per_group(channels: int, groups: int, bits: int) -> int:
+    return -(-(channels // groups) // bits)
+
+
+def bitpack(x: np.ndarray, bits: int = 32, groups: int = 1) -> np.ndarray:
+    """Pack ``x < 0`` along the last axis: bit i of word j holds channel bits·j + i (per group)."""
+    x = np.asarray(x)
+    c = x.shape[-1]
+    cg = c // groups
+    wg = words_per_group(c, groups, bits)
+    neg = (x < 0).reshape(*x.shape[:-1], groups, cg)
+    padded = np.zeros((*x.shape[:-1], groups, wg * bits), dtype=bool)
+    padded[..., :cg] = neg
+    planes = padded.reshape(*x.shape[:-1], groups, wg, bits).astype(np.uint64)
+    words = (planes << np.arange(bits, dtype=np.uint64)).sum(axis=-1, dtype=np.uint64)
+    return words.reshape(*x.shape[:-1], groups * wg).astype(f"uint{bits}")
+
+
+def unpack(words: np.ndarray, channels: int, bits: int = 32, groups: int = 1) -> np.ndarray:
+    """Inverse of :func:`bitpack`: ±1 int8 values with the padding bits dropped."""
+    words = np.asarray(words).astype(np.uint64)
+    cg = channels // groups
+    wg = words.shape[-1] // groups
+    b = (words[..., None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
+    b = b.reshape(*words.shape[:-1], groups, wg * bits)[..., :cg]
+    return np.where(b.reshape(*words.shape[:-1], channels) == 1, -1, 1).astype(np.int8)
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding (before, after) along one axis."""
+    eff = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def explicit_padding(padding, in_hw, kernel_hw, strides, dilation) -> tuple[int, int, int, int]:
+    """'valid' | 'same' | (top, left, bottom, right) → (top, left, bottom, right)."""
+    if isinstance(padding, str):
+        if padding.lower() == "valid":
+            return (0, 0, 0, 0)
+        if padding.lower() != "same":
+            raise ValueError(f"padding must be 'same', 'valid' or 4 integers, not {padding!r}")
+        (t, b), (le, r) = (same_padding(in_hw[i], kernel_hw[i], strides[i], dilation[i]) for i in range(2))
+        return (t, le, b, r)
+    padding = tuple(int(p) for p in padding)
+    if len(padding) != 4 or min(padding) < 0:
+        raise ValueError(f"padding must be 'same', 'valid' or 4 non-negative integers, not {padding!r}")
+    return padding
+
+
+def bconv2d_acc(x_pm1: np.ndarray, w_pm1: np.ndarray, strides=(1, 1), dilation=(1, 1), padding="valid",
+                pad_value: int = 1, groups: int = 1) -> np.ndarray:
+    """Integer accumulators of a binary conv: x NHWC ±1, w OHWI ±1 (I = C/groups) → NHWO int32.
+
+    Padded pixels are ``pad_value`` (+1 or 0), so with 0 they contribute nothing.
+    """
+    x = np.asarray(x_pm1, dtype=np.int32)
+    w = np.asarray(w_pm1, dtype=np.int32)
+    n, h, wd, c = x.shape
+    o, kh, kw, cg = w.shape
+    assert c == cg * groups and o % groups == 0
+    t, le, b, r = explicit_padding(padding, (h, wd), (kh, kw), strides, dilation)
+    xp = np.full((n, h + t + b, wd + le + r, c), pad_value, dtype=np.int32)
+    xp[:, t:t + h, le:le + wd, :] = x
+    oh = (h + t + b - dilation[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (wd + le + r - dilation[1] * (kw - 1) - 1) // strides[1] + 1
+    og = o // groups
+    acc = np.zeros((n, oh, ow, o), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            y0, x0 = i * dilation[0], j * dilation[1]
+            patch = xp[:, y0:y0 + strides[0] * (oh - 1) + 1:strides[0], x0:x0 + strides[1] * (ow - 1) + 1:strides[1]]
+            for g in range(groups):
+                xs = patch[..., g * cg:(g + 1) * cg]
+                ws = w[g * og:(g + 1) * og, i, j, :]
+                acc[..., g * og:(g + 1) * og] += np.einsum("nhwc,oc->nhwo", xs, ws)
+    return acc.astype(np.int32)
+
+
+def bdense_acc(x_pm1: np.ndarray, w_pm1: np.ndarray) -> np.ndarray:
+    """Integer accumulators of a binary dense layer: x [N, K] ±1, w [O, K] ±1 → [N, O]."""
+    return (np.asarray(x_pm1, dtype=np.int64) @ np.asarray(w_pm1, dtype=np.int64).T).astype(np.int32)
+
+
+def output_transform(acc: np.ndarray, multiplier, bias, clamp=(-INT32_MAX, INT32_MAX)) -> np.ndarray:
+    """y = bias + multiplier · clamp(acc), in float32, per output channel (the last axis)."""
+    a = np.clip(np.asarray(acc), clamp[0], clamp[1]).astype(np.float32)
+    return (np.asarray(bias, np.float32) + np.asarray(multiplier, np.float32) * a).astype(np.float32)
+
+
+def bmaxpool2d(x_pm1: np.ndarray, pool=(2, 2), strides=(2, 2), padding="valid") -> np.ndarray:
+    """Max-pool of ±1 NHWC values; padded pixels are ignored."""
+    x = np.asarray(x_pm1, dtype=np.int32)
+    n, h, w, c = x.shape
+    t, le, b, r = explicit_padding(padding, (h, w), pool, strides, (1, 1))
+    xp = np.full((n, h + t + b, w + le + r, c), np.iinfo(np.int32).min, dtype=np.int32)
+    xp[:, t:t + h, le:le + w] = x
+    oh = (h + t + b - pool[0]) // strides[0] + 1
+    ow = (w + le + r - pool[1]) // strides[1] + 1
+    out = np.full((n, oh, ow, c), np.iinfo(np.int32).min, dtype=np.int32)
+    for i in range(pool[0]):
+        for j in range(pool[1]):
+            out = np.maximum(out, xp[:, i:i + strides[0] * (oh - 1) + 1:strides[0],
+                                     j:j + strides[1] * (ow - 1) + 1:strides[1]])
+    return out.astype(np.int8)

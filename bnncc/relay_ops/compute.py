@@ -1,0 +1,170 @@
+"""TE compute definitions of the binary operators (what legalization lowers them to).
+
+Block names are stable (``bnncc_*``): the schedules in :mod:`bnncc.schedules` find the blocks by these names.
+"""
+
+from __future__ import annotations
+
+from tvm import te, tirx, topi
+
+from ..reference import words_per_group
+
+INT32_MAX = 2**31 - 1
+
+
+def _popcount(x: te.Tensor | tirx.PrimExpr) -> tirx.PrimExpr:
+    return tirx.popcount(x).astype("int32")
+
+
+def bitpack(data: te.Tensor, bits: int, groups: int) -> te.Tensor:
+    """Float [..., C] → uint{bits} [..., groups·⌈C/groups/bits⌉]; bit = (x < 0), zero padding bits."""
+    c = int(data.shape[-1])
+    cg = c // groups
+    wg = words_per_group(c, groups, bits)
+    dtype = f"uint{bits}"
+    i = te.reduce_axis((0, bits), name="bit")
+
+    def word(*idx):
+        *lead, j = idx
+        g, jj = j // wg, j % wg
+        ch = jj * bits + i
+        neg = data(*lead, tirx.min(g * cg + ch, c - 1)) < tirx.const(0, data.dtype)
+        bit = tirx.if_then_else(tirx.all(ch < cg, neg), tirx.const(1, dtype), tirx.const(0, dtype))
+        return te.sum(bit << i.astype(dtype), axis=i)
+
+    return te.compute((*data.shape[:-1], groups * wg), word, name="bnncc_bitpack")
+
+
+def _transform(acc: te.Tensor, post: te.Tensor, out: str, clamp, bits: int) -> te.Tensor:
+    """The output transform on [..., O] int32 accumulators.
+
+    float32: y = bias + multiplier · clamp(acc), ``post`` = [[multiplier], [bias]].
+    bitpacked: bit = acc < threshold (``post`` int32 [O]; the clamp and the sign of the multiplier were folded
+    into the thresholds and weights by the builder), packed into uint{bits} words along O.
+    """
+    lo, hi = (int(v) for v in clamp)
+    if out == "float32":
+        def fout(*idx):
+            a = acc(*idx)
+            if lo > -INT32_MAX or hi < INT32_MAX:
+                a = tirx.max(tirx.min(a, hi), lo)
+            o = idx[-1]
+            return post[1, o] + post[0, o] * a.astype("float32")
+
+        return te.compute(acc.shape, fout, name="bnncc_output")
+    o_total = int(acc.shape[-1])
+    dtype = f"uint{bits}"
+    i = te.reduce_axis((0, bits), name="obit")
+
+    def word(*idx):
+        *lead, j = idx
+        o = j * bits + i
+        if o_total % bits == 0:  # the builders pad channels to whole words where they can
+            bit = (acc(*lead, o) < post[o]).astype(dtype)
+        else:
+            oc = tirx.min(o, o_total - 1)
+            bit = tirx.if_then_else(tirx.all(o < o_total, acc(*lead, oc) < post[oc]),
+                                    tirx.const(1, dtype), tirx.const(0, dtype))
+        return te.sum(bit << i.astype(dtype), axis=i)
+
+    return te.compute((*acc.shape[:-1], -(-o_total // bits)), word, name="bnncc_output")
+
+
+def bconv2d(data: te.Tensor, weight: te.Tensor, post: te.Tensor, *, channels_in: int, strides, dilation,
+            padding, pad_value: int, groups: int, clamp, out: str, weight_layout: str = "OHWI") -> te.Tensor:
+    """Binary conv2d, NHWC packed input × packed weights → NHWO output (float32 or packed).
+
+    Weights are packed OHWI ([O, KH, KW, words]) or HWIO ([KH, KW, words, O], output channels contiguous:
+    what vectorizing over output channels wants).
+    """
+    n, h, w, _ = (int(s) for s in data.shape)
+    if weight_layout == "HWIO":
+        kh, kw, wg, o = (int(s) for s in weight.shape)
+
+        def wt(c, i, j, k):
+            return weight[i, j, k, c]
+    else:
+        o, kh, kw, wg = (int(s) for s in weight.shape)
+
+        def wt(c, i, j, k):
+            return weight[c, i, j, k]
+    bits = int(str(data.dtype)[4:])
+    sh, sw = strides
+    dh, dw = dilation
+    pt, pl, pb, pr = padding
+    og = o // groups
+    kg = channels_in // groups
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    # Padded pixels are +1, i.e. zero bits; pad_value=0 is corrected below.
+    xpad = topi.nn.pad(data, [0, pt, pl, 0], [0, pb, pr, 0], pad_value=0, name="bnncc_pad") \
+        if any(padding) else data
+    rkh = te.reduce_axis((0, kh), name="kh")
+    rkw = te.reduce_axis((0, kw), name="kw")
+    rk = te.reduce_axis((0, wg), name="k")
+    # Accumulate in the word type (no per-lane conversion in the inner loop); acc casts once.
+    popc = te.compute(
+        (n, oh, ow, o),
+        lambda b, y, x, c: te.sum(
+            tirx.popcount(xpad[b, y * sh + rkh * dh, x * sw + rkw * dw, (c // og) * wg + rk] ^ wt(c, rkh, rkw, rk)),
+            axis=[rkh, rkw, rk]),
+        name="bnncc_bconv",
+    )
+    if pad_value == 1 or not any(padding):
+        acc = te.compute(popc.shape, lambda b, y, x, c: kg * kh * kw - 2 * popc[b, y, x, c].astype("int32"),
+                         name="bnncc_acc")
+    else:
+        # Taps that fall in the padding must not count: subtract what they added as +1 pixels,
+        # Σ_padded (kg − 2·popcount(w_tap)), which depends only on the position and the weights.
+        k = te.reduce_axis((0, wg), name="wk")
+        wpop = te.compute((o, kh, kw), lambda c, i, j: te.sum(_popcount(wt(c, i, j, k)), axis=k),
+                          name="bnncc_wpop")
+        ci = te.reduce_axis((0, kh), name="ci")
+        cj = te.reduce_axis((0, kw), name="cj")
+
+        def padded(y, x, i, j):
+            r, s = y * sh + i * dh - pt, x * sw + j * dw - pl
+            return tirx.any(r < 0, r >= h, s < 0, s >= w)
+
+        corr = te.compute(
+            (oh, ow, o),
+            lambda y, x, c: te.sum(tirx.if_then_else(padded(y, x, ci, cj), kg - 2 * wpop[c, ci, cj], 0),
+                                   axis=[ci, cj]),
+            name="bnncc_pad_correction",
+        )
+        acc = te.compute(popc.shape,
+                         lambda b, y, x, c: kg * kh * kw - 2 * popc[b, y, x, c].astype("int32") - corr[y, x, c],
+                         name="bnncc_acc")
+    return _transform(acc, post, out, clamp, bits)
+
+
+def bdense(data: te.Tensor, weight: te.Tensor, post: te.Tensor, *, channels_in: int, clamp, out: str) -> te.Tensor:
+    """Binary dense: packed [N, W] × packed [O, W] → [N, O] (float32 or packed)."""
+    n = data.shape[0]
+    o, wd = weight.shape
+    bits = int(str(data.dtype)[4:])
+    k = te.reduce_axis((0, wd), name="k")
+    popc = te.compute((n, o), lambda b, c: te.sum(tirx.popcount(data[b, k] ^ weight[c, k]), axis=k),
+                      name="bnncc_bdense")
+    acc = te.compute(popc.shape, lambda b, c: channels_in - 2 * popc[b, c].astype("int32"), name="bnncc_acc")
+    return _transform(acc, post, out, clamp, bits)
+
+
+def bmaxpool2d(data: te.Tensor, *, pool, strides, padding) -> te.Tensor:
+    """Max-pool on packed NHWC data: the AND of the words in the window (padding is ignored)."""
+    n, h, w, c = (int(s) for s in data.shape)
+    pt, pl, pb, pr = padding
+    dtype = str(data.dtype)
+    ones = ~tirx.const(0, dtype)
+    xpad = topi.nn.pad(data, [0, pt, pl, 0], [0, pb, pr, 0], pad_value=ones, name="bnncc_pad") \
+        if any(padding) else data
+    oh = (h + pt + pb - pool[0]) // strides[0] + 1
+    ow = (w + pl + pr - pool[1]) // strides[1] + 1
+    band = te.comm_reducer(lambda a, b: a & b, lambda t: ~tirx.const(0, t), name="bitwise_and")
+    i = te.reduce_axis((0, pool[0]), name="pi")
+    j = te.reduce_axis((0, pool[1]), name="pj")
+    return te.compute(
+        (n, oh, ow, c),
+        lambda b, y, x, k: band(xpad[b, y * strides[0] + i, x * strides[1] + j, k], axis=[i, j]),
+        name="bnncc_bmaxpool",
+    )
