@@ -106,16 +106,18 @@ def _set_bn(layer: keras.layers.BatchNormalization, x: tf.Tensor, rng: np.random
         layer.beta.assign(beta.astype(np.float32))
 
 
-def calibrate_batchnorm(
-    model: keras.Model, rng: np.random.Generator, batch: int = CALIBRATION_BATCH
-) -> None:
+def calibrate_batchnorm(model: keras.Model, rng: np.random.Generator, batch: int = CALIBRATION_BATCH) -> None:
     """Set every BN layer's statistics from one layer-by-layer pass of ``batch`` N(0, 1) images.
 
     Layers run in topological order, so each BN sees the activations of an already-calibrated network.
+    A BN whose only consumer is a max-pool (Bi-Real Net's stem) gets its beta shifted so that the *pooled*
+    values have per-channel median beta: otherwise the max of 9 ~N(0, 1) values would be ≥ 0 almost always
+    and the next binary layer would see a constant +1 input.
     """
     data = rng.standard_normal((batch, *model.input_shape[1:])).astype(np.float32)
     values: dict[int, tf.Tensor] = {id(model.inputs[0]): tf.constant(data)}
     uses: dict[int, int] = {}
+    consumers: dict[int, list] = {}
     nodes = []
     for depth in sorted(model._nodes_by_depth, reverse=True):  # keras' own topological order
         for node in model._nodes_by_depth[depth]:
@@ -124,6 +126,7 @@ def calibrate_batchnorm(
             nodes.append(node)
             for t in node.keras_inputs:
                 uses[id(t)] = uses.get(id(t), 0) + 1
+                consumers.setdefault(id(t), []).append(node.layer)
 
     def lookup(t):
         return values.get(id(t), t)  # ids of live KerasTensors are unique; other arguments pass through
@@ -136,6 +139,17 @@ def calibrate_batchnorm(
             _set_bn(layer, args[0], rng)
             kwargs = {**kwargs, "training": False}
         out = layer(*args, **kwargs)
+        nexts = consumers.get(id(node.outputs), [])
+        if (
+            isinstance(layer, keras.layers.BatchNormalization)
+            and layer.center
+            and len(nexts) == 1
+            and isinstance(nexts[0], keras.layers.MaxPooling2D)
+        ):
+            pooled = nexts[0](out).numpy()
+            beta = layer.beta.numpy()
+            layer.beta.assign(beta - (np.median(pooled, axis=(0, 1, 2)) - beta))
+            out = layer(*args, **kwargs)
         for t in node.keras_inputs:
             uses[id(t)] -= 1
             if uses[id(t)] == 0:
@@ -158,7 +172,7 @@ def _macs(layer: keras.layers.Layer) -> int:
 
 
 def describe(model: keras.Model) -> dict:
-    """Parameter and MAC counts: ``params``, ``binary_params``, ``binary_macs``, ``float_macs`` (no forward pass).
+    """Counts ``params``, ``binary_params``, ``binary_macs`` and ``float_macs`` (no forward pass).
 
     Binary = a Larq QuantConv2D/QuantDepthwiseConv2D/QuantDense with 1-bit input *and* kernel quantizers;
     ``binary_params`` counts those layers' kernels. Every other conv/dense MAC is a float MAC.
@@ -180,4 +194,3 @@ def describe(model: keras.Model) -> dict:
         "binary_macs": binary_macs,
         "float_macs": float_macs,
     }
-

@@ -1,7 +1,8 @@
 """BinaryAlexNet (larq-zoo ``literature.BinaryAlexNet``, Hubara et al. 2016), rebuilt with Larq layers.
 
-Five conv blocks QuantConv2D ('same', zero padding, SteSign kernel, WeightClip) [→ 3×3/2 max-pool] → BN without
-scale (momentum 0.9); the first conv has a float input (binary kernel only), the others binary inputs.
+Five conv blocks QuantConv2D ('same', zero padding, SteSign kernel, WeightClip) [→ 3×3/2 max-pool]
+→ BN without scale (momentum 0.9); the first conv has a float input (binary kernel only), the others
+binary inputs.
 Classifier: Reshape to 1×1×(H·W·C) → three binary 1×1 convs (4096, 4096, classes) each → BN without scale
 → Flatten → softmax. The three 'valid' 3×3/2 max-pools need an input of at least 57×57.
 """

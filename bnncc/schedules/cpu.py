@@ -50,14 +50,34 @@ def _largest_divisor(n: int, limit: int) -> int:
     return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
 
 
-def default_conv_tile(pixels: int, channels: int, lanes: int, registers: int) -> ConvTile:
-    """Largest register tile xb·nv ≤ registers, xb dividing the pixel count (no tail), preferring wide nv."""
+def _pow2_divisor(n: int, limit: int) -> int:
+    d = 1
+    while n % (2 * d) == 0 and 2 * d <= limit:
+        d *= 2
+    return d
+
+
+def pixel_tiles(rows: int, cols: int) -> list[int]:
+    """Pixel-tile sizes that never straddle a row boundary: divisors of the row, or whole rows.
+
+    A tile over the fused (y, x) index that straddles rows makes the epilogue's region an over-approximation
+    (whole rows), which would read pixels of another tile that has not been computed yet.
+    """
+    return sorted({d for d in range(1, cols + 1) if cols % d == 0} |
+                  {cols * k for k in range(1, rows + 1) if rows % k == 0})
+
+
+def default_conv_tile(tiles: list[int], channels: int, lanes: int, registers: int) -> ConvTile:
+    """Largest register tile xb·nv ≤ registers with xb from ``tiles``, preferring wide nv."""
     best, best_key = ConvTile(1, 1), (0, 0)
-    vectors = -(-channels // lanes)
+    vectors = channels // lanes
     for nv in range(1, min(vectors, 8) + 1):
-        if vectors % nv and nv != vectors:
+        if vectors % nv:
             continue
-        xb = _largest_divisor(pixels, registers // nv)
+        fits = [xb for xb in tiles if xb * nv <= registers]
+        if not fits:
+            continue
+        xb = max(fits)
         key = (xb * nv, nv)
         if key > best_key:
             best, best_key = ConvTile(xb, nv), key
@@ -94,16 +114,21 @@ def schedule_bconv(sch: s_tir.Schedule, info: CpuInfo, tile: ConvTile | None = N
     packed_out = _dtype(sch, out).startswith("uint")
     if dense:
         b, c, k = sch.get_loops(conv)
+        tiles = pixel_tiles(1, _extent(b, sch))
         pix = b
         reduce = [k]
         outer = []
     else:
         b, y, x, c, kh, kw, k = sch.get_loops(conv)
+        tiles = pixel_tiles(_extent(y, sch), _extent(x, sch))
         pix = sch.fuse(y, x)
         reduce = [kh, kw, k]
         outer = [b]
-    pixels, channels = _extent(pix, sch), _extent(c, sch)
-    tile = tile or default_conv_tile(pixels, channels, lanes, info.registers)
+    channels = _extent(c, sch)
+    # Vector loops must divide the channel count (a predicated vector loop cannot be vectorized); odd widths
+    # such as <5 x i64> gave wrong results (seen: groups=4, 20 channels, 64-bit words), so powers of two only.
+    lanes = _pow2_divisor(channels, lanes)
+    tile = tile or default_conv_tile(tiles, channels, lanes, info.registers)
     po, pi = sch.split(pix, [None, tile.xb])
     co, cv, cl = sch.split(c, [None, tile.nv, lanes])
     sch.reorder(*outer, po, co, *reduce, pi, cv, cl)
@@ -120,16 +145,20 @@ def schedule_bconv(sch: s_tir.Schedule, info: CpuInfo, tile: ConvTile | None = N
         blk = _find(sch, name)
         if blk is not None:
             sch.parallel(sch.get_loops(blk)[0])
+    at = None
     if _find(sch, "bnncc_pad_correction") is None and (not packed_out or channels % word_bits == 0):
         # TODO(x86 speed): the pad_value=0 epilogue reads the correction too, which stops it from following
         # the tile; it then runs over the whole output afterwards (so does packed output of a channel count
         # that is not a whole number of words, which only grouped convs produce).
-        sch.reverse_compute_at(out, par if packed_out else co)
+        at = par if packed_out else co
+        sch.reverse_compute_at(out, at)
     loops = sch.get_loops(out)
-    if packed_out:
+    if at is not None:  # only the epilogue's own loops (extent-1 loops vanish)
+        loops = loops[[sch.get(lp).same_as(sch.get(at)) for lp in loops].index(True) + 1:]
+    if loops and packed_out:
         sch.unroll(loops[-1])
-    else:
-        sch.vectorize(sch.split(loops[-1], [None, lanes])[-1])
+    elif loops:
+        sch.vectorize(sch.split(loops[-1], [None, _pow2_divisor(_extent(loops[-1], sch), lanes)])[-1])
 
 
 def schedule_elementwise(sch: s_tir.Schedule, name: str, info: CpuInfo) -> None:

@@ -1,0 +1,1 @@
+"""Benchmark harnesses for bnncc (contenders, layer and network benchmarks)."""
