@@ -132,9 +132,7 @@ def _run_setup(install: bool, timeout: float) -> Arm64Env:
     if res.returncode != 0:
         tail = "\n".join(res.stderr.strip().splitlines()[-15:])
         cls = QemuUnavailable if res.returncode == 3 else DeviceError
-        raise cls(
-            f"the aarch64 qemu device is unavailable ({SETUP_SCRIPT.name} exit {res.returncode}):\n{tail}"
-        )
+        raise cls(f"the aarch64 qemu device is unavailable ({SETUP_SCRIPT.name} exit {res.returncode}):\n{tail}")
     kv = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
     try:
         plugin = kv["BNNCC_INSNCOUNT"]
@@ -276,9 +274,7 @@ def insncount(
         cmd = qemu_cmd(cpu=cpu, guest_env=guest_env, plugin=env.insncount_plugin, plugin_log=log)
         cmd += [str(a) for a in cmd_args]
         try:
-            res = subprocess.run(
-                cmd, cwd=cwd, env=_clean_host_env(), capture_output=True, text=True, timeout=timeout
-            )
+            res = subprocess.run(cmd, cwd=cwd, env=_clean_host_env(), capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             raise DeviceError(f"insncount: {cmd_args[0]} did not finish in {timeout} s") from e
         text = log.read_text() if log.exists() else ""
@@ -487,10 +483,7 @@ def start_rpc_server(
             proc.bnncc_addr = sorted(now - before)[0]  # type: ignore[attr-defined]
             return proc
         if time.monotonic() > deadline:
-            msg = (
-                f"the qemu RPC server did not register with {tracker} as {key!r} in {timeout:.0f} s"
-                f"{_log_tail(proc)}"
-            )
+            msg = f"the qemu RPC server did not register with {tracker} as {key!r} in {timeout:.0f} s{_log_tail(proc)}"
             stop_process(proc)
             raise DeviceError(msg)
         time.sleep(0.5)
@@ -608,9 +601,7 @@ class QemuRpcDevice:
         t.start()
         t.join(request_timeout)
         if t.is_alive():
-            raise DeviceError(
-                f"no {self.key!r} server free on tracker {self.tracker} after {request_timeout:.0f} s"
-            )
+            raise DeviceError(f"no {self.key!r} server free on tracker {self.tracker} after {request_timeout:.0f} s")
         if "err" in result:
             raise DeviceError(f"RPC request for {self.key!r} failed: {result['err']}") from result["err"]
         return result["sess"]
