@@ -13,7 +13,7 @@ from tvm import relax
 
 from . import relay_ops  # noqa: F401  (registers the ops)
 from .errors import BnnccError
-from .relay_ops.passes import use_weight_layout
+from .relay_ops.passes import fuse_binary_layers, use_weight_layout
 from .schedules import schedule_module
 from .targets import TargetSpec, get_target
 
@@ -23,6 +23,7 @@ def lower(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None) -
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     tvm_target = target.tvm_target(num_cores)
+    mod = fuse_binary_layers(mod)
     mod = use_weight_layout(mod, "HWIO")
     with tvm_target:
         seq = tvm.transform.Sequential(cpu.library_dispatch_passes(tvm_target) + cpu.legalize_passes(tvm_target))
@@ -74,6 +75,10 @@ class Executable:
             f(*args)
             samples.append(time.perf_counter() - t0)
         return samples
+
+    def assembly(self, fmt: str = "asm") -> str:
+        """The generated code of all kernels: "asm" (assembly) or "ll" (LLVM IR)."""
+        return next(m for m in self._ex.mod.imports if m.kind == "llvm").inspect_source(fmt)
 
     def export_library(self, path: str | os.PathLike) -> Path:
         """Write one shared library (cross-compiled when the target is another architecture).

@@ -56,13 +56,20 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[in
 def explicit_padding(padding, in_hw, kernel_hw, strides, dilation) -> tuple[int, int, int, int]:
     """'valid' | 'same' | (top, left, bottom, right) → (top, left, bottom, right)."""
     if isinstance(padding, str):
+        if min(*strides, *dilation) < 1:
+            raise ValueError(f"strides and dilation must be positive, got {tuple(strides)} and {tuple(dilation)}")
         if padding.lower() == "valid":
             return (0, 0, 0, 0)
         if padding.lower() != "same":
             raise ValueError(f"padding must be 'same', 'valid' or 4 integers, not {padding!r}")
         (t, b), (le, r) = (same_padding(in_hw[i], kernel_hw[i], strides[i], dilation[i]) for i in range(2))
         return (t, le, b, r)
-    padding = tuple(int(p) for p in padding)
+    if min(*strides, *dilation) < 1:
+        raise ValueError(f"strides and dilation must be positive, got {tuple(strides)} and {tuple(dilation)}")
+    try:
+        padding = tuple(int(p) for p in padding)
+    except TypeError:
+        raise ValueError(f"padding must be 'same', 'valid' or 4 integers, not {padding!r}") from None
     if len(padding) != 4 or min(padding) < 0:
         raise ValueError(f"padding must be 'same', 'valid' or 4 non-negative integers, not {padding!r}")
     return padding

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import FrontendError
-from ._tf import keras, tf
+from .._tf import keras, tf
 from .binary_alexnet import binary_alexnet
 from .birealnet import birealnet18
 from .quicknet import quicknet, quicknet_large, quicknet_small

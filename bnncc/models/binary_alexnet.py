@@ -9,7 +9,7 @@ Classifier: Reshape to 1×1×(H·W·C) → three binary 1×1 convs (4096, 4096, 
 
 from collections.abc import Sequence
 
-from ._tf import keras, lq
+from .._tf import keras, lq
 
 MIN_SIZE = 57
 

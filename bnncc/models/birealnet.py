@@ -9,7 +9,7 @@ The smallest input is 32×32.
 
 from collections.abc import Sequence
 
-from ._tf import keras, lq
+from .._tf import keras, lq
 
 
 def _block(x, out_filters: int):

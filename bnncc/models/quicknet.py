@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._tf import keras, lq
+from .._tf import keras, lq
 
 _CLIP = 1.25
 

@@ -9,7 +9,7 @@ Head: ReLU → average pool over the whole map → Flatten → float Dense → s
 
 from collections.abc import Sequence
 
-from ._tf import keras, lq
+from .._tf import keras, lq
 
 _CLIP = 1.25
 

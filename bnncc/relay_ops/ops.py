@@ -228,7 +228,7 @@ def pack_conv_weights(kernel_pm1: np.ndarray, bits: int) -> np.ndarray:
     return reference.bitpack(np.asarray(kernel_pm1), bits=bits)
 
 
-def output_thresholds(multiplier, bias, clamp, kmax: int) -> tuple[np.ndarray, np.ndarray]:
+def output_thresholds(multiplier, bias, clamp, kmax: int, op: str = "bnncc.bconv2d") -> tuple[np.ndarray, np.ndarray]:
     """Integer thresholds for packed output: bit = (y < 0) with y = bias + multiplier · clamp(acc) in float32.
 
     Returns (threshold int32 [O], flip bool [O]): bit = acc < threshold, where channels with ``flip`` must
@@ -238,7 +238,7 @@ def output_thresholds(multiplier, bias, clamp, kmax: int) -> tuple[np.ndarray, n
     m = np.asarray(multiplier, np.float32)
     b = np.asarray(bias, np.float32)
     if not (np.isfinite(m).all() and np.isfinite(b).all()):
-        raise OpError("bnncc.bconv2d", "multiplier and bias must be finite to derive output thresholds")
+        raise OpError(op, "multiplier and bias must be finite to derive output thresholds")
     lo_c, hi_c = clamp
 
     def neg(a):
@@ -266,7 +266,7 @@ def _conv_post(op, o, multiplier, bias, clamp, out, kmax):
     b = np.broadcast_to(np.asarray(0.0 if bias is None else bias, np.float32), (o,))
     if out == "float32":
         return np.stack([m, b]).astype(np.float32), np.zeros(o, bool)
-    return output_thresholds(m, b, clamp, kmax)
+    return output_thresholds(m, b, clamp, kmax, op)
 
 
 def _pad_packed_channels(pm1: np.ndarray, thresholds: np.ndarray, bits: int, kmax: int):
@@ -312,6 +312,8 @@ def bconv2d(data: relax.Expr, kernel: np.ndarray, multiplier=None, bias=None, *,
         raise OpError(op, f"strides and dilation need 2 values, got {strides} and {dilation}")
     if len(dshape) != 4:
         raise OpError(op, f"input must be NHWC (rank 4), got rank {len(dshape)} {dshape}")
+    if min(*strides, *dilation) < 1:
+        raise OpError(op, f"strides and dilation must be positive, got {strides} and {dilation}")
     try:
         pads = reference.explicit_padding(padding, dshape[1:3], (kh, kw), strides, dilation)
     except ValueError as e:
@@ -363,6 +365,8 @@ def bmaxpool2d(data: relax.Expr, pool: Sequence[int] = (2, 2), strides: Sequence
         raise OpError(op, f"pool and strides need 2 values, got {pool} and {strides}")
     if len(dshape) != 4:
         raise OpError(op, f"input must be NHWC (rank 4), got rank {len(dshape)} {dshape}")
+    if min(*pool, *strides) < 1:
+        raise OpError(op, f"pool size and strides must be positive, got {pool} and {strides}")
     try:
         pads = reference.explicit_padding(padding, dshape[1:3], pool, strides, (1, 1))
     except ValueError as e:

@@ -100,34 +100,49 @@ def _find(sch: s_tir.Schedule, name: str):
         return None
 
 
-def schedule_bconv(sch: s_tir.Schedule, info: CpuInfo, tile: ConvTile | None = None) -> None:
-    """Schedule the ``bnncc_bconv`` / ``bnncc_bdense`` reduction and its epilogue in place."""
-    conv = _find(sch, "bnncc_bconv")
-    dense = conv is None
-    if dense:
-        conv = sch.get_sblock("bnncc_bdense")
-    word_bits = _dtype_bits(sch, conv)
-    lanes = info.vector_bits // word_bits
-    acc = sch.get_sblock("bnncc_acc")
-    out = sch.get_sblock("bnncc_output")
-    sch.compute_inline(acc)
-    packed_out = _dtype(sch, out).startswith("uint")
-    if dense:
-        b, c, k = sch.get_loops(conv)
+# Reduction blocks scheduled as (pixels × output channels) register tiles: bnncc's binary kernels, and TOPI's
+# float conv / depthwise conv / dense (HWIO and [K, O] weights keep output channels contiguous too).
+CONV_BLOCKS = ("bnncc_bconv", "bnncc_bdense", "conv2d_nhwc", "group_conv2d_nhwc", "matmul")
+
+
+def _epilogue(sch: s_tir.Schedule, conv):
+    """Inline the chain of blocks after the reduction (output transform, BN, residual add, activation) into
+    its last block, which is returned; None if the chain branches."""
+    chain = []
+    block = conv
+    while True:
+        consumers = sch.get_consumers(block)
+        if not consumers:
+            break
+        if len(consumers) > 1:
+            return None
+        block = consumers[0]
+        chain.append(block)
+    for block in chain[:-1]:
+        sch.compute_inline(block)
+    return chain[-1] if chain else None
+
+
+def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | None = None) -> None:
+    """Schedule a conv-like reduction block and its epilogue in place.
+
+    Loops must be (n, y, x, o, reductions...) for a conv or (n, o, k) for a dense layer, ``o`` the output
+    channels, which the innermost vector loop runs over.
+    """
+    elem_bits = int("".join(ch for ch in _dtype(sch, conv) if ch.isdigit()))
+    loops = sch.get_loops(conv)
+    if len(loops) == 3:
+        b, c, k = loops
         tiles = pixel_tiles(1, _extent(b, sch))
-        pix = b
-        reduce = [k]
-        outer = []
+        pix, reduce, outer = b, [k], []
     else:
-        b, y, x, c, kh, kw, k = sch.get_loops(conv)
+        b, y, x, c, *reduce = loops
         tiles = pixel_tiles(_extent(y, sch), _extent(x, sch))
-        pix = sch.fuse(y, x)
-        reduce = [kh, kw, k]
-        outer = [b]
+        pix, outer = sch.fuse(y, x), [b]
     channels = _extent(c, sch)
     # Vector loops must divide the channel count (a predicated vector loop cannot be vectorized); odd widths
     # such as <5 x i64> gave wrong results (seen: groups=4, 20 channels, 64-bit words), so powers of two only.
-    lanes = _pow2_divisor(channels, lanes)
+    lanes = _pow2_divisor(channels, info.vector_bits // elem_bits)
     tile = tile or default_conv_tile(tiles, channels, lanes, info.registers)
     po, pi = sch.split(pix, [None, tile.xb])
     co, cv, cl = sch.split(c, [None, tile.nv, lanes])
@@ -138,13 +153,18 @@ def schedule_bconv(sch: s_tir.Schedule, info: CpuInfo, tile: ConvTile | None = N
     par = sch.fuse(*outer, po) if outer else po
     sch.parallel(par)
     sch.decompose_reduction(conv, reduce[0])
-    # The epilogue consumes the tile while it is hot; packed output needs whole words, so it follows the
-    # pixel tile (all channels), float output follows each channel tile.
     # The pad_value=0 correction depends only on the position: computed once per call, before the conv.
     for name in ("bnncc_wpop", "bnncc_pad_correction"):
         blk = _find(sch, name)
         if blk is not None:
             sch.parallel(sch.get_loops(blk)[0])
+    out = _epilogue(sch, conv)
+    if out is None:
+        return
+    packed_out = _dtype(sch, out).startswith("uint")
+    word_bits = elem_bits
+    # The epilogue consumes the tile while it is hot: float output follows each channel tile; packed output
+    # needs whole words, so it follows the pixel tile (all channels).
     at = None
     if _find(sch, "bnncc_pad_correction") is None and (not packed_out or channels % word_bits == 0):
         # TODO(x86 speed): the pad_value=0 epilogue reads the correction too, which stops it from following
@@ -176,16 +196,27 @@ def schedule_elementwise(sch: s_tir.Schedule, name: str, info: CpuInfo) -> None:
         sch.compute_inline(pad)
 
 
+def _conv_like(sch: s_tir.Schedule, block) -> bool:
+    """Spatial loops first, then reductions, with the shapes :func:`schedule_conv` expects."""
+    kinds = [it.iter_type for it in sch.get(block).iter_vars]
+    spatial = kinds.count(tirx.IterVar.DataPar)
+    return spatial in (2, 4) and all(k == tirx.IterVar.DataPar for k in kinds[:spatial]) and \
+        len(kinds) > spatial and len(sch.get_loops(block)) == len(kinds)
+
+
 class BinaryOps(ScheduleRule):
-    """dlight rule: schedules every PrimFunc that holds a bnncc block; leaves other functions alone."""
+    """dlight rule: schedules every PrimFunc that holds a bnncc block or a float conv/dense; leaves the rest."""
 
     def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool):  # noqa: ARG002
         if not isinstance(func, tirx.PrimFunc):
             return None
         sch = s_tir.Schedule(func)
         info = CpuInfo.of(target)
-        if _find(sch, "bnncc_bconv") is not None or _find(sch, "bnncc_bdense") is not None:
-            schedule_bconv(sch, info)
+        conv = next((b for b in map(lambda n: _find(sch, n), CONV_BLOCKS) if b is not None), None)
+        if conv is not None:
+            if not _conv_like(sch, conv):
+                return None
+            schedule_conv(sch, conv, info)
         elif _find(sch, "bnncc_bitpack") is not None:
             schedule_elementwise(sch, "bnncc_bitpack", info)
         elif _find(sch, "bnncc_bmaxpool") is not None:
@@ -196,8 +227,12 @@ class BinaryOps(ScheduleRule):
 
 
 def schedule_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
-    """Apply the bnncc rules (then TVM's generic CPU rules) to every unscheduled PrimFunc."""
+    """Apply the bnncc rules to every unscheduled PrimFunc; the rest is left to LLVM.
+
+    TVM's generic ``dlight.cpu.Reduction`` is not used: on a softmax it recomputes the whole reduction for
+    every output element (O(n²), 4 ms for 1000 classes).
+    """
     from tvm.s_tir import dlight
 
     with target:
-        return dlight.ApplyDefaultSchedule(BinaryOps(), dlight.cpu.GEMV(), dlight.cpu.Reduction())(mod)
+        return dlight.ApplyDefaultSchedule(BinaryOps())(mod)

@@ -1,4 +1,4 @@
-"""TensorFlow + Larq imports with legacy (tf_keras) Keras, which larq 0.14 needs."""
+"""TensorFlow + Larq imports with legacy (tf_keras) Keras, which larq 0.14 needs (shared by frontend and zoo)."""
 
 import os
 
