@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -18,13 +19,27 @@ from .schedules import schedule_module
 from .targets import TargetSpec, get_target
 
 
+def optimize(mod: tvm.IRModule) -> tvm.IRModule:
+    """Graph-level passes: fuse binary layers (BN/activations, packed outputs, binary max-pool)."""
+    return fuse_binary_layers(mod)
+
+
+def graph_stats(mod: tvm.IRModule) -> dict[str, int]:
+    """Counts of binary and float operators in an (optimized) Relax module."""
+    text = mod["main"].script()
+    binary = sum(text.count(f'"bnncc.{op}"') for op in ("bconv2d", "bdense", "bmaxpool2d"))
+    calls = len(re.findall(r"= (?:R\.[a-z_.0-9]+|T\.Call)\(", text))
+    return {"binary_ops": binary, "bitpack_ops": text.count('"bnncc.bitpack"'),
+            "packed_outputs": text.count('"out": "bitpacked"'),
+            "float_ops": calls - binary - text.count('"bnncc.bitpack"')}
+
+
 def lower(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None) -> tvm.IRModule:
-    """Relax graph passes, legalization, fusion and scheduling; returns the module ready for codegen."""
+    """Graph passes, legalization, fusion and scheduling; returns the module ready for codegen."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     tvm_target = target.tvm_target(num_cores)
-    mod = fuse_binary_layers(mod)
-    mod = use_weight_layout(mod, "HWIO")
+    mod = use_weight_layout(optimize(mod), "HWIO")
     with tvm_target:
         seq = tvm.transform.Sequential(cpu.library_dispatch_passes(tvm_target) + cpu.legalize_passes(tvm_target))
         mod = seq(mod)
@@ -34,18 +49,25 @@ def lower(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None) -
 def build(mod: tvm.IRModule, target: str | TargetSpec = "host") -> Executable:
     """Compile a Relax module (with bnncc ops) for ``target``."""
     spec = get_target(target)
-    lowered = lower(mod, spec)
-    ex = tvm.compile(lowered, spec.tvm_target())
-    return Executable(ex, spec)
+    stats = graph_stats(optimize(mod))
+    ex = tvm.compile(lower(mod, spec), spec.tvm_target())
+    return Executable(ex, spec, stats=stats)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads of TVM's runtime pool for the kernels run from now on in this process."""
+    os.environ["TVM_NUM_THREADS"] = str(n)
+    tvm.get_global_func("runtime.config_threadpool")(1, n)
 
 
 class Executable:
     """A compiled model: call it on numpy arrays; export it as one shared library."""
 
-    def __init__(self, ex, target: TargetSpec | None = None, path: str | None = None):
+    def __init__(self, ex, target: TargetSpec | None = None, path: str | None = None, stats: dict | None = None):
         self._ex = ex
         self.target = target
         self.path = path
+        self.stats = stats or {}
         self._vm = None
 
     @property
@@ -58,14 +80,17 @@ class Executable:
         return self._vm
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
-        out = self.vm["main"](*(tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs))
+        try:
+            out = self.vm["main"](*_tensors(inputs))
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise _input_error(e, inputs) from None
         if isinstance(out, tvm.runtime.Tensor):
             return out.numpy()
         return tuple(o.numpy() for o in out)
 
     def time(self, *inputs: np.ndarray, repeats: int = 20, warmup: int = 3) -> list[float]:
         """Seconds per run of ``main`` (inputs already on the device), ``repeats`` samples."""
-        args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
+        args = _tensors(inputs)
         f = self.vm["main"]
         for _ in range(warmup):
             f(*args)
@@ -112,3 +137,25 @@ def load(path: str | os.PathLike) -> Executable:
     return Executable(ex, None, str(path))
 
 
+
+
+def _tensors(inputs) -> list:
+    """numpy → TVM tensors; float64 (numpy's default) is taken as float32, the only float type models take."""
+    arrays = [np.asarray(x) for x in inputs]
+    return [tvm.runtime.tensor(np.ascontiguousarray(a, np.float32 if a.dtype == np.float64 else a.dtype))
+            for a in arrays]
+
+
+def _input_error(e: Exception, inputs) -> Exception:
+    """A VM argument check failure as one clear line: which input, what was expected, what was given."""
+    msg = str(e)
+    m = re.search(r"loc=param\[(\d+)\], param=(\w+), annotation=R\.Tensor\(\(([^)]*)\), dtype=\"(\w+)\"\)", msg)
+    if m:
+        i = int(m.group(1))
+        got = np.asarray(inputs[i]) if i < len(inputs) else None
+        given = f"shape {tuple(got.shape)} {got.dtype}" if got is not None else "nothing"
+        return BnnccError(f"input {i} ({m.group(2)}): the model expects shape ({m.group(3)}) {m.group(4)}, "
+                          f"got {given}")
+    if "arguments" in msg or "args" in msg:
+        return BnnccError(f"the model was called with {len(inputs)} input(s): {msg.splitlines()[-1]}")
+    return e

@@ -7,9 +7,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from bnncc._tf import keras, lq  # noqa: E402
 from bnncc.errors import FrontendError  # noqa: E402
 from bnncc.models import MODELS, build, describe, is_binary_layer  # noqa: E402
-from bnncc._tf import keras, lq  # noqa: E402
 
 SMALL = (64, 64, 3)
 

@@ -300,7 +300,7 @@ def from_keras(model, *, batch_size: int = 1, bits: int = 32, source: str | None
         return _Converter(model, batch_size, bits, source).convert()
     except BnnccError:
         raise
-    except (tvm.error.TVMError, ValueError, TypeError, AttributeError) as e:  # a layer bnncc misread
+    except (RuntimeError, ValueError, TypeError, AttributeError) as e:  # a layer bnncc misread
         raise FrontendError(f"could not import the model: {type(e).__name__}: {str(e).splitlines()[0]}",
                             file=source) from e
 

@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import FrontendError
 from .._tf import keras, tf
+from ..errors import FrontendError
+from . import twin
 from .binary_alexnet import binary_alexnet
 from .birealnet import birealnet18
 from .quicknet import quicknet, quicknet_large, quicknet_small

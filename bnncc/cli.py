@@ -1,0 +1,230 @@
+"""Command line: ``bnncc compile | run | bench | models | demo`` (also ``python -m bnncc``).
+
+Exit codes: 0 success, 1 an internal failure (a bug: please report it), 2 bad input (a clear one-line error).
+Progress and summaries go to stderr; only requested data goes to files/stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BnnccError
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def _set_threads(n: int | None) -> None:
+    if n:
+        from .pipeline import set_num_threads
+
+        set_num_threads(n)
+
+
+def _keras_model(spec: str, input_size: int | None):
+    """A zoo name or a Keras model path → (keras model, path or None)."""
+    from . import models
+
+    if spec in models.MODELS:
+        shape = (input_size, input_size, 3) if input_size else (224, 224, 3)
+        return models.build(spec, input_shape=shape), None
+    from .frontend.keras import load_keras
+
+    return load_keras(spec), spec
+
+
+def _float_size(model) -> int:
+    """Bytes of the model's weights as float32 (what its .h5 file mostly holds)."""
+    return int(sum(np.prod(w.shape) for w in model.weights) * 4)
+
+
+# ------------------------------------------------------------------------------------------- commands
+def cmd_compile(args) -> int:
+    from . import from_keras
+    from .pipeline import build
+
+    t0 = time.perf_counter()
+    model, path = _keras_model(args.model, args.input_size)
+    _say(f"bnncc: importing {args.model}")
+    mod = from_keras(model, batch_size=args.batch, bits=args.bits) if path is None else from_keras(
+        path, batch_size=args.batch, bits=args.bits)
+    _say(f"bnncc: compiling for {args.target}")
+    exe = build(mod, args.target)
+    out = exe.export_library(args.output)
+    stats = exe.stats
+    so_size = out.stat().st_size
+    ref_size = Path(path).stat().st_size if path and Path(path).is_file() else _float_size(model)
+    what = "the .h5 file" if path and Path(path).is_file() else "float32 weights"
+    _say(f"bnncc: wrote {out} for {exe.target.name} ({exe.target.description}) in "
+         f"{time.perf_counter() - t0:.1f} s")
+    _say(f"  binary ops: {stats['binary_ops']}  float ops: {stats['float_ops']}  "
+         f"packed between binary layers: {stats['packed_outputs']}")
+    _say(f"  size: {_size(so_size)} (vs {_size(ref_size)} of {what}: {ref_size / so_size:.1f}x smaller)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .pipeline import load
+
+    inputs = [np.load(p) for p in args.input]
+    if args.rpc:
+        from .rpc import run_remote
+
+        outputs = run_remote(args.model, inputs, args.rpc, args.key)
+    else:
+        _set_threads(args.threads)
+        outputs = load(args.model)(*inputs)
+    outs = outputs if isinstance(outputs, tuple) else (outputs,)
+    if args.output:
+        if len(outs) == 1:
+            np.save(args.output, outs[0])
+        else:
+            base = str(args.output).removesuffix(".npy")
+            for i, o in enumerate(outs):
+                np.save(f"{base}.{i}.npy", o)
+    for i, o in enumerate(outs):
+        _say(f"bnncc: output {i}: shape {o.shape} {o.dtype}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import compile as bnncc_compile
+    from .pipeline import load
+
+    _set_threads(args.threads)
+    if args.model.endswith(".so"):
+        exe = load(args.model)
+        if not args.input_shape:
+            raise BnnccError("--input-shape is needed to benchmark a compiled library (e.g. 1,224,224,3)")
+        shape = tuple(int(s) for s in args.input_shape.split(","))
+    else:
+        model, _ = _keras_model(args.model, args.input_size)
+        exe = bnncc_compile(model, args.target)
+        shape = (1, *model.inputs[0].shape[1:])
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    samples = exe.time(x, repeats=args.repeats)
+    ms = float(np.median(samples)) * 1e3
+    print(json.dumps({"model": args.model, "threads": args.threads, "median_ms": round(ms, 4),
+                      "repeats": args.repeats}))
+    _say(f"bnncc: {args.model}: median {ms:.3f} ms over {args.repeats} runs ({args.threads or 'all'} threads)")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from . import models
+
+    rows = []
+    for name in models.MODELS:
+        d = models.describe(models.build(name, input_shape=(224, 224, 3), seed=0) if args.full else
+                            models.MODELS[name]())
+        rows.append((name, d["params"], d["binary_macs"], d["float_macs"]))
+    print(f"{'model':20s} {'params':>12s} {'binary MACs':>14s} {'float MACs':>12s}")
+    for name, p, b, f in rows:
+        print(f"{name:20s} {p:12,d} {b:14,d} {f:12,d}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job: QuickNet compiled for this CPU, checked against Keras, timed against its float twin."""
+    from . import compile as bnncc_compile
+    from . import models
+
+    _set_threads(args.threads or 1)
+    size = args.input_size or 224
+    _say(f"bnncc demo: building {args.model} ({size}x{size}, random weights, calibrated BatchNorm)")
+    model = models.build(args.model, input_shape=(size, size, 3))
+    t0 = time.perf_counter()
+    exe = bnncc_compile(model, "host")
+    _say(f"bnncc demo: compiled for host ({exe.target.description}) in {time.perf_counter() - t0:.1f} s")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, size, size, 3)).astype(np.float32)
+    want = model(x, training=False).numpy()
+    got = exe(x)
+    err = float(np.abs(got - want).max() / np.abs(want).max())
+    same = bool(got.argmax() == want.argmax())
+    _say(f"bnncc demo: max |bnncc - keras| / max |keras| = {err:.2e}, same top-1 class: {same}")
+    twin = models.twin.strip_quantizers(model)
+    float_exe = bnncc_compile(twin, "host")
+    tflite = models.twin.tflite_float_runner(twin, args.threads or 1)
+    results = {"bnncc_binary": exe.time(x, repeats=args.repeats),
+               "bnncc_float_twin": float_exe.time(x, repeats=args.repeats),
+               "tflite_xnnpack_float_twin": tflite(x, args.repeats)}
+    base = float(np.median(results["bnncc_binary"])) * 1e3
+    for name, s in results.items():
+        ms = float(np.median(s)) * 1e3
+        _say(f"  {name:28s} {ms:8.3f} ms  ({ms / base:5.2f}x bnncc)")
+    print(json.dumps({"model": args.model, "rel_error": err, "same_top1": same,
+                      **{k: round(float(np.median(v)) * 1e3, 4) for k, v in results.items()}}))
+    return 0 if (err < 1e-4 and same) else 1
+
+
+# ------------------------------------------------------------------------------------------- parser
+def parser() -> argparse.ArgumentParser:
+    from .targets import target_names
+
+    p = argparse.ArgumentParser(prog="bnncc", description="Compile Binarized Neural Networks with TVM.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile a Keras/Larq model or zoo model into one shared library")
+    c.add_argument("model", help="a .h5/.keras file, a SavedModel directory, or a zoo name (bnncc models)")
+    c.add_argument("-o", "--output", required=True, help="the shared library to write (.so)")
+    c.add_argument("--target", default="host", choices=target_names())
+    c.add_argument("--batch", type=int, default=1)
+    c.add_argument("--bits", type=int, default=32, choices=(32, 64), help="packed word size")
+    c.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run a compiled library on .npy inputs")
+    r.add_argument("model", help="the compiled .so")
+    r.add_argument("--input", "-i", action="append", required=True, help=".npy input (repeat for several)")
+    r.add_argument("--output", "-o", help=".npy file for the output")
+    r.add_argument("--threads", type=int)
+    r.add_argument("--rpc", help="HOST:PORT of a TVM RPC tracker: run on a remote device")
+    r.add_argument("--key", default="aarch64-qemu", help="device key at the tracker")
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bench", help="median latency of a model or compiled library")
+    b.add_argument("model", help="zoo name, Keras model file, or compiled .so")
+    b.add_argument("--threads", type=int)
+    b.add_argument("--repeats", type=int, default=20)
+    b.add_argument("--target", default="host", choices=target_names())
+    b.add_argument("--input-size", type=int)
+    b.add_argument("--input-shape", help="input shape for a .so, e.g. 1,224,224,3")
+    b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("models", help="the model zoo with parameter and MAC counts")
+    m.add_argument("--full", action="store_true", help="build with weights (slower; same counts)")
+    m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser("demo", help="QuickNet for this CPU: checked against Keras, timed against float")
+    d.add_argument("--model", default="quicknet")
+    d.add_argument("--input-size", type=int)
+    d.add_argument("--threads", type=int, default=1)
+    d.add_argument("--repeats", type=int, default=20)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return args.func(args)
+    except BnnccError as e:
+        _say(f"bnncc: error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        _say("bnncc: interrupted")
+        return 130

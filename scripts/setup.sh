@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: the Python environment (.venv) with bnncc and its pinned TVM, TensorFlow and Larq,
+# and the Debian packages for the aarch64 path (cross compiler, qemu-user, debootstrap). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  need=""
+  for p in gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user debootstrap; do
+    dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+  done
+  if [ -n "$need" ]; then
+    echo "setup: apt-get install$need" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+  fi
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e ".[keras,test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import bnncc, tvm, larq; print('setup: bnncc', bnncc.__version__, 'tvm', tvm.__version__)"
