@@ -18,7 +18,7 @@ from .birealnet import birealnet18
 from .quicknet import quicknet, quicknet_large, quicknet_small
 from .resnet_e import binary_resnet_e18
 
-__all__ = ["MODELS", "build", "calibrate_batchnorm", "describe", "is_binary_layer", "randomize_weights"]
+__all__ = ["MODELS", "build", "calibrate_batchnorm", "describe", "is_binary_layer", "randomize_weights", "twin"]
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "quicknet_small": quicknet_small,
