@@ -18,4 +18,4 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pip install -q -e ".[keras,test]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import bnncc, tvm, larq; print('setup: bnncc', bnncc.__version__, 'tvm', tvm.__version__)"
+TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python -c "import bnncc, tvm, larq; print('setup: bnncc', bnncc.__version__, 'tvm', tvm.__version__)"

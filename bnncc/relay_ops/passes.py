@@ -106,6 +106,7 @@ class _FuseBinary(relax.PyExprMutator):
     - ``bconv2d/bdense(float) → multiply(c) → add(d)`` (a folded BatchNorm) and ``→ relu`` become the op's
       output transform (multiplier, bias, clamp);
     - ``max_pool2d → bitpack`` becomes ``bitpack → bmaxpool2d`` (sign is monotone, so it commutes with max);
+    - ``flatten → bitpack`` becomes ``bitpack → flatten`` when channels are whole words;
     - ``bconv2d/bdense(float) → bitpack`` becomes one op with bitpacked output (integer thresholds), so the
       activations between consecutive binary layers stay packed.
     A rewrite only happens when the intermediate value has no other user.
@@ -156,6 +157,13 @@ class _FuseBinary(relax.PyExprMutator):
                 if str(prod.args[0].ty.dtype) == f"uint{bits}":
                     m, b, clamp = _float_transform(prod)
                     return _rebuild(prod, prod.args[0], m, b, clamp, "bitpacked")
+            src = prod.args[0]
+            if prod.op.name == "relax.reshape" and groups == 1 and len(src.ty.shape) == 4 and \
+                    len(prod.ty.shape) == 2 and int(src.ty.shape[-1]) % bits == 0:
+                # Flatten of whole words: packing commutes with it, so the producer can emit packed words.
+                packed = self.builder_.emit(bitpack(src, bits=bits))
+                n = int(prod.ty.shape[0])
+                return relax.op.reshape(packed, (n, int(np.prod([int(d) for d in packed.ty.shape])) // n))
             if prod.op.name == "relax.nn.max_pool2d" and str(prod.attrs["layout"]) == "NHWC" and \
                     all(int(d) == 1 for d in prod.attrs["dilation"]) and not prod.attrs["ceil_mode"]:
                 packed = self.builder_.emit(bitpack(prod.args[0], bits=bits, groups=groups))

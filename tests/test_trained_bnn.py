@@ -1,0 +1,168 @@
+"""End to end: a BNN trained with Larq on scikit-learn's digits, compiled with ``bnncc compile``, runs like Keras.
+
+The network has every kind of layer bnncc fuses: a float Conv2D stem → BN → binary QuantConv2D ('same', padded
+with +1, 16 input channels: a partly filled 32-bit word) → BN → MaxPool (on packed bits) → binary QuantConv2D
+('same', padded with 0, 40 output channels: not a multiple of 32) → BN → Flatten → binary QuantDense → BN → float
+Dense head (logits). It is trained for a few epochs (seconds), saved as .h5, compiled through the CLI, and run on
+the whole test split both through ``bnncc.load`` and ``bnncc run``: the predicted classes must be those of Keras
+and the logits within 1e-4 of the largest |logit|.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TOLERANCE = 1e-4  # max |bnncc - keras| / max |keras| over all logits
+EPOCHS = 4
+
+
+def bnncc_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.run([sys.executable, "-m", "bnncc", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def describe(r: subprocess.CompletedProcess) -> str:
+    return f"{' '.join(r.args)}: exit {r.returncode}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
+
+
+@contextlib.contextmanager
+def shared_dir(tmp_path_factory, name: str):
+    """A directory shared by all pytest-xdist workers of this session, held under an exclusive lock.
+
+    The model is trained and compiled once per session, whichever worker gets there first.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    path = base / name
+    path.mkdir(exist_ok=True)
+    with open(path / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield path
+
+
+def digits():
+    """scikit-learn's 8×8 digits, split 70/30 deterministically, pixels scaled to [-1, 1], NHWC float32."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = (data.images.astype(np.float32) / 16.0 * 2.0 - 1.0)[..., None]
+    return train_test_split(x, data.target, test_size=0.3, random_state=0)
+
+
+def build_bnn():
+    from bnncc._tf import keras, lq
+
+    binary = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+                  use_bias=False)
+    x = inp = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="bn0")(x)
+    x = lq.layers.QuantConv2D(64, 3, padding="same", pad_values=1.0, name="bconv1", **binary)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="bn1")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = lq.layers.QuantConv2D(40, 3, padding="same", pad_values=0.0, name="bconv2", **binary)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="bn2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = lq.layers.QuantDense(64, name="bdense", **binary)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="bn3")(x)
+    out = keras.layers.Dense(10, name="logits")(x)
+    return keras.Model(inp, out, name="digits_bnn")
+
+
+def train(out: Path) -> None:
+    """Train, save model.h5 and the test split with Keras' logits, then compile with the CLI (result.json)."""
+    from bnncc._tf import keras, tf
+
+    x_train, x_test, y_train, y_test = digits()
+    tf.keras.utils.set_random_seed(0)
+    model = build_bnn()
+    # Eager steps: tracing the Larq graph for model.fit takes longer than training 4 epochs eagerly.
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  run_eagerly=True)
+    model.fit(x_train, y_train, batch_size=64, epochs=EPOCHS, verbose=0)
+    model.save(out / "model.h5", include_optimizer=False)
+    np.save(out / "x_test.npy", x_test)
+    np.save(out / "y_test.npy", y_test)
+    np.save(out / "keras_logits.npy", model(x_test, training=False).numpy())
+    r = bnncc_cli("compile", "model.h5", "-o", "model.so", cwd=out)
+    (out / "compile.json").write_text(json.dumps({"args": r.args, "returncode": r.returncode, "stdout": r.stdout,
+                                                  "stderr": r.stderr}))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    with shared_dir(tmp_path_factory, "bnncc-trained-digits") as path:
+        if not (path / "compile.json").exists():
+            train(path)
+    r = subprocess.CompletedProcess(**json.loads((path / "compile.json").read_text()))
+    return {"dir": path, "compile": r, "x": np.load(path / "x_test.npy"), "y": np.load(path / "y_test.npy"),
+            "keras": np.load(path / "keras_logits.npy")}
+
+
+def compare(got: np.ndarray, want: np.ndarray) -> tuple[float, np.ndarray]:
+    """(max |got - want| / max |want|, indices of samples whose predicted class differs)."""
+    err = float(np.abs(got - want).max() / np.abs(want).max())
+    return err, np.flatnonzero(got.argmax(-1) != want.argmax(-1))
+
+
+def test_keras_model_learned_the_digits(trained):
+    accuracy = float((trained["keras"].argmax(1) == trained["y"]).mean())
+    print(f"digits BNN: Keras test accuracy {accuracy:.4f} on {len(trained['y'])} images after {EPOCHS} epochs")
+    assert accuracy > 0.5
+
+
+def test_cli_compile_summary(trained):
+    r, so = trained["compile"], trained["dir"] / "model.so"
+    assert r.returncode == 0, describe(r)
+    assert "Traceback" not in r.stderr, describe(r)
+    assert so.is_file()
+    m = re.search(r"size: ([\d.]+) (KiB|MiB) \(vs ([\d.]+) (KiB|MiB) of the \.h5 file: ([\d.]+)x smaller\)",
+                  r.stderr)
+    assert m, describe(r)
+    unit = {"KiB": 2**10, "MiB": 2**20}
+    assert float(m[1]) * unit[m[2]] == pytest.approx(so.stat().st_size, rel=0.01)
+    assert float(m[3]) * unit[m[4]] == pytest.approx((trained["dir"] / "model.h5").stat().st_size, rel=0.01)
+    ops = re.search(r"binary ops: (\d+)", r.stderr)
+    assert ops and int(ops[1]) >= 3, describe(r)  # two binary convs and a binary dense at least
+
+
+def test_library_matches_keras_on_the_whole_test_split(trained):
+    import bnncc
+
+    assert trained["compile"].returncode == 0, describe(trained["compile"])
+    exe = bnncc.load(trained["dir"] / "model.so")
+    x, want = trained["x"], trained["keras"]
+    got = np.concatenate([exe(x[i : i + 1]) for i in range(len(x))])
+    assert got.shape == want.shape == (len(x), 10)
+    err, differ = compare(got, want)
+    accuracy = float((got.argmax(1) == trained["y"]).mean())
+    print(f"digits BNN: bnncc on {len(x)} test images: accuracy {accuracy:.4f}, "
+          f"max |bnncc - keras| / max |keras| = {err:.2e} (max |keras| = {np.abs(want).max():.2f})")
+    assert differ.size == 0, f"predicted class differs from Keras on test images {differ.tolist()}"
+    assert err <= TOLERANCE
+
+
+def test_cli_run_matches_keras(trained, tmp_path):
+    assert trained["compile"].returncode == 0, describe(trained["compile"])
+    x, want = trained["x"][:1], trained["keras"][:1]
+    np.save(tmp_path / "x.npy", x)
+    r = bnncc_cli("run", trained["dir"] / "model.so", "-i", "x.npy", "-o", "y.npy", cwd=tmp_path)
+    assert r.returncode == 0, describe(r)
+    assert "output 0: shape (1, 10) float32" in r.stderr, describe(r)
+    got = np.load(tmp_path / "y.npy")
+    assert got.shape == (1, 10) and got.dtype == np.float32
+    assert got.argmax() == want.argmax()
+    assert np.abs(got - want).max() <= TOLERANCE * np.abs(trained["keras"]).max()
