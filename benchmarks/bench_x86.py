@@ -9,10 +9,12 @@ out="float32")`` with multiplier = γ/√(var+ε), bias = β − mean·multiplie
 the output transform, like LCE's ``LceQuantize → LceBconv2d``. bnncc's output must match LCE's within 1e-4
 (relative to the largest output) before anything is timed.
 
-All contenders run in one process, round-robin (``contenders.time_interleaved``), medians of ``--repeats`` runs
-after warm-up. Threads: bnncc through TVM's thread pool (:func:`benchmarks.roofline.set_tvm_threads`), LCE and
-TFLite through their ``num_threads``. The popcount roofline (:mod:`benchmarks.roofline`) is measured in the same
-run; "of roofline" is bnncc's binary MAC/s over (1-thread roofline × threads).
+All contenders run in one process, round-robin (``contenders.time_interleaved``; ``--burst-ms`` for warm bursts,
+``contenders.time_interleaved_bursts``), medians of ``--repeats`` runs after warm-up. Threads: bnncc through TVM's
+thread pool (:func:`benchmarks.roofline.set_tvm_threads`), LCE and TFLite through their ``num_threads``. Unless
+``--tvm-bind-threads``, TVM's workers are not pinned to cores (``TVM_BIND_THREADS=0``), like LCE's and TFLite's.
+The popcount roofline (:mod:`benchmarks.roofline`) is measured in the same run, before and after (best kept);
+"fraction of roofline" is bnncc's binary MAC/s over (1-thread roofline × threads).
 
 Timing scope: bnncc = one call of the Relax VM's ``main`` on an input already in a TVM tensor (it allocates and
 returns the output); LCE = its Python ``predict`` (Invoke + input/output copies); TFLite = ``invoke()``.
@@ -46,6 +48,7 @@ tf = C.tf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REL_TOL = 1e-4
+TVM_ENV = ("TVM_NUM_THREADS", "TVM_BIND_THREADS", "TVM_THREAD_POOL_SPIN_COUNT")  # recorded in the results
 
 LAYER_COLUMNS = [
     "layer", "threads", "bnncc ms", "LCE-indirect ms", "LCE-default ms", "XNNPACK ms", "speedup vs LCE best",
@@ -322,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst-ms", type=float, default=0.0,
                    help="0: one call per contender per round (cold caches); >0: warm bursts of about this many ms "
                         "per contender per round (contenders.time_interleaved_bursts)")
+    p.add_argument("--tvm-bind-threads", action="store_true",
+                   help="let TVM pin its workers to cores (its default; LCE/TFLite threads are never pinned). Without "
+                        "it the benchmark sets TVM_BIND_THREADS=0, unless that variable is set")
+    p.add_argument("--tvm-spin-count", type=int, default=None,
+                   help="TVM_THREAD_POOL_SPIN_COUNT: sched_yield calls before an idle TVM worker sleeps "
+                        "(TVM's default 300000 ≈ 0.1 s)")
     p.add_argument("--roofline-seconds", type=float, default=0.05, help="length of one roofline probe call")
     p.add_argument("--out", default=str(RESULTS / "x86"), help="results path without suffix ('' for none)")
     args = p.parse_args(argv)
@@ -329,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--repeats must be ≥ 1")
 
     threads = [int(t) for t in _csv(args.threads)]
-    R.ensure_thread_pool(max(threads))
+    bind = True if args.tvm_bind_threads else (None if "TVM_BIND_THREADS" in os.environ else False)
+    R.ensure_thread_pool(max(threads), bind=bind, spin_count=args.tvm_spin_count)
     layers = _csv(args.layers)
     unknown = [name for name in layers if name not in C.LAYERS]
     if unknown:
@@ -365,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
 
         meta = C.collect_meta(
             threads, repeats=args.repeats, warmup=args.warmup, burst_ms=args.burst_ms, bits=args.bits,
-            tvm=tvm.__version__,
-            target=str(R._tvm_target()), tvm_num_threads_env=os.environ.get("TVM_NUM_THREADS"),
+            tvm=tvm.__version__, target=str(R._tvm_target()),
+            tvm_env={k: os.environ.get(k) for k in TVM_ENV},
             roofline_gmacs={t: round(r.gmacs, 1) for t, r in roof.items()},
             roofline_gmacs_median={t: round(r.gmacs_median, 1) for t, r in roof.items()},
             roofline_probe={"accumulators": roof[1].accumulators, "lanes": roof[1].lanes, **asm},
@@ -376,9 +386,10 @@ def main(argv: list[str] | None = None) -> int:
         timing = (f"Medians of {args.repeats} runs after {args.warmup} warm-up runs; contenders interleaved "
                   f"round-robin in one process ({mode}). bnncc: one Relax VM call (input already a TVM tensor). "
                   "LCE: its Python predict (Invoke + input/output copies). XNNPACK: TFLite invoke() of the float twin.")
-        threads_note = ("bnncc threads: runtime.config_threadpool(1, n), TVM_NUM_THREADS set before TVM's pool "
-                        "exists. LCE's indirect BGEMM is single-threaded in LCE 0.16 (num_threads only helps its "
-                        "default path).")
+        env = ", ".join(f"{k}={os.environ.get(k)}" for k in TVM_ENV)
+        threads_note = (f"bnncc threads: runtime.config_threadpool(1, n), with {env} set before TVM's pool exists "
+                        "(TVM_BIND_THREADS=0: TVM does not pin its workers, as LCE/TFLite do not). LCE's indirect "
+                        "BGEMM is single-threaded in LCE 0.16 (num_threads only helps its default path).")
         base = Path(args.out)
         if rows:
             notes = [

@@ -51,16 +51,25 @@ def cores_available() -> int:
         return os.cpu_count() or 1
 
 
-def ensure_thread_pool(max_threads: int | None = None) -> None:
+def ensure_thread_pool(max_threads: int | None = None, *, bind: bool | None = None,
+                       spin_count: int | None = None) -> None:
     """Make TVM's thread pool (not created yet) big enough for ``max_threads`` (default: every core).
 
     Sets ``TVM_NUM_THREADS`` unless it already allows ``max_threads``; TVM reads it when it creates the pool,
     so this must run before the first parallel kernel of the process (importing tvm before is fine).
+    ``bind=False`` sets ``TVM_BIND_THREADS=0``: TVM then leaves thread affinities alone (by default it pins worker
+    i to core i, which stalls every parallel kernel while another process occupies that core); ``bind=True``
+    restores TVM's default. ``spin_count`` sets ``TVM_THREAD_POOL_SPIN_COUNT`` (sched_yield calls a worker makes
+    before it sleeps; TVM's default 300000 is ≈ 0.1 s here). None leaves a setting as it is.
     """
     want = max(int(max_threads or 0), cores_available())
     cur = os.environ.get(_POOL_ENV, "")
     if not cur.isdigit() or int(cur) < want:
         os.environ[_POOL_ENV] = str(want)
+    if bind is not None:
+        os.environ["TVM_BIND_THREADS"] = "1" if bind else "0"
+    if spin_count is not None:
+        os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = str(int(spin_count))
 
 
 def num_tvm_threads() -> int:

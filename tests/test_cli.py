@@ -66,32 +66,6 @@ def clean_error(r: subprocess.CompletedProcess) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cli")
-
-
-@pytest.fixture(scope="module")
-def keras_files(work) -> dict[str, Path]:
-    """Small Keras models as .h5: a valid one, and one with each unsupported layer (named ``bad_layer``)."""
-    from bnncc._tf import keras
-
-    files = {}
-
-    def save(name, inp, out):
-        path = work / f"{name}.h5"
-        keras.Model(inp, out, name=name).save(path)
-        files[name] = path
-
-    i = keras.Input((8, 8, 1))
-    save("valid", i, keras.layers.Dense(3, name="head")(keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(i))))
-    i = keras.Input((8, 8, 1))
-    save("UpSampling2D", i, keras.layers.UpSampling2D(name="bad_layer")(keras.layers.Conv2D(4, 3, name="c")(i)))
-    i = keras.Input((5, 3))
-    save("LSTM", i, keras.layers.Dense(2)(keras.layers.LSTM(4, name="bad_layer")(i)))
-    return files
-
-
 @contextlib.contextmanager
 def shared_dir(tmp_path_factory, name: str):
     """A directory shared by all pytest-xdist workers of this session, held under an exclusive lock."""
@@ -105,24 +79,48 @@ def shared_dir(tmp_path_factory, name: str):
         yield path
 
 
+def shared_run(tmp_path_factory, name: str, *args) -> tuple[Path, subprocess.CompletedProcess]:
+    """``bnncc *args`` run once per session (whichever xdist worker asks first) in its own directory."""
+    with shared_dir(tmp_path_factory, name) as path:
+        done = path / "result.json"
+        if not done.exists():
+            r = bnncc(*args, cwd=path)
+            done.write_text(json.dumps({"args": r.args, "returncode": r.returncode, "stdout": r.stdout,
+                                        "stderr": r.stderr}))
+    return path, subprocess.CompletedProcess(**json.loads(done.read_text()))
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory) -> dict[str, Path]:
+    """Small Keras models as .h5: a valid one, and one with each unsupported layer (named ``bad_layer``)."""
+    names = ["valid", "UpSampling2D", "LSTM"]
+    with shared_dir(tmp_path_factory, "bnncc-cli-keras") as path:
+        if not (path / "done").exists():
+            from bnncc._tf import keras
+
+            i = keras.Input((8, 8, 1))
+            valid = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(i)))
+            keras.Model(i, valid).save(path / "valid.h5")
+            i = keras.Input((8, 8, 1))
+            up = keras.layers.UpSampling2D(name="bad_layer")(keras.layers.Conv2D(4, 3, name="c")(i))
+            keras.Model(i, up).save(path / "UpSampling2D.h5")
+            i = keras.Input((5, 3))
+            lstm = keras.layers.Dense(2)(keras.layers.LSTM(4, name="bad_layer")(i))
+            keras.Model(i, lstm).save(path / "LSTM.h5")
+            (path / "done").touch()
+    return {name: path / f"{name}.h5" for name in names}
+
+
 @pytest.fixture(scope="module")
 def zoo_so(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """quicknet_small at 64×64 compiled by ``bnncc compile`` (once per session): (library, the finished process)."""
-    with shared_dir(tmp_path_factory, "bnncc-cli-zoo") as path:
-        if not (path / "compile.json").exists():
-            r = bnncc("compile", "quicknet_small", "--input-size", ZOO_SIZE, "-o", "q.so", cwd=path)
-            (path / "compile.json").write_text(json.dumps({"args": r.args, "returncode": r.returncode,
-                                                          "stdout": r.stdout, "stderr": r.stderr}))
-    return path / "q.so", subprocess.CompletedProcess(**json.loads((path / "compile.json").read_text()))
+    path, r = shared_run(tmp_path_factory, "bnncc-cli-zoo", "compile", "quicknet_small", "--input-size", ZOO_SIZE,
+                         "-o", "q.so")
+    return path / "q.so", r
 
 
-_unsupported_runs: dict[str, subprocess.CompletedProcess] = {}
-
-
-def compile_unsupported(layer: str, keras_files, work) -> subprocess.CompletedProcess:
-    if layer not in _unsupported_runs:
-        _unsupported_runs[layer] = bnncc("compile", keras_files[layer].name, "-o", "m.so", cwd=work)
-    return _unsupported_runs[layer]
+def compile_unsupported(layer: str, keras_files, tmp_path_factory) -> subprocess.CompletedProcess:
+    return shared_run(tmp_path_factory, f"bnncc-cli-{layer}", "compile", keras_files[layer], "-o", "m.so")[1]
 
 
 # ------------------------------------------------------------------------------------------------ bad model files
@@ -148,8 +146,8 @@ def test_random_bytes_named_h5(tmp_path):
 
 
 @pytest.mark.parametrize("layer", ["UpSampling2D", "LSTM"])
-def test_unsupported_layer_names_layer_and_class(layer, keras_files, work):
-    line = error_line(compile_unsupported(layer, keras_files, work))
+def test_unsupported_layer_names_layer_and_class(layer, keras_files, tmp_path_factory):
+    line = error_line(compile_unsupported(layer, keras_files, tmp_path_factory))
     assert f"{layer}.h5" in line
     assert "layer 'bad_layer'" in line and f"{layer}: layer class is not supported" in line
     assert "supported layers: QuantConv2D" in line
@@ -158,8 +156,8 @@ def test_unsupported_layer_names_layer_and_class(layer, keras_files, work):
 @pytest.mark.xfail(strict=True, reason="bnncc bug: after the error line TVM prints '[hh:mm:ss] /project/src/relax/"
                    "ir/block_builder.cc:67: Warning: BlockBuilder destroyed with remaining blocks!' to stderr "
                    "(the frontend raises inside open BlockBuilder function/dataflow scopes)")
-def test_unsupported_layer_stderr_has_nothing_after_the_error(keras_files, work):
-    clean_error(compile_unsupported("UpSampling2D", keras_files, work))
+def test_unsupported_layer_stderr_has_nothing_after_the_error(keras_files, tmp_path_factory):
+    clean_error(compile_unsupported("UpSampling2D", keras_files, tmp_path_factory))
 
 
 # ------------------------------------------------------------------------------------------------ bad libraries

@@ -22,6 +22,7 @@ from bnncc.device.qemu import (
     pytest_fixtures,
     python_cmd,
     qemu_cmd,
+    request_session,
     require_arm64,
     run_deploy_app,
     run_vm_remote,
@@ -30,6 +31,7 @@ from bnncc.device.qemu import (
     start_tracker,
     stop_process,
     sysroot,
+    tracker_keys,
     tracker_summary,
 )
 
@@ -51,6 +53,7 @@ __all__ = [
     "pytest_fixtures",
     "python_cmd",
     "qemu_cmd",
+    "request_session",
     "require_arm64",
     "run_deploy_app",
     "run_vm_remote",
@@ -59,5 +62,6 @@ __all__ = [
     "start_tracker",
     "stop_process",
     "sysroot",
+    "tracker_keys",
     "tracker_summary",
 ]

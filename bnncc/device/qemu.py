@@ -355,6 +355,22 @@ def _split_addr(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@contextlib.contextmanager
+def _tracker_socket(tracker: str, timeout: float):
+    """A socket to the tracker ``"host:port"`` past the magic handshake, every operation bounded by ``timeout``."""
+    import struct
+
+    from tvm.rpc import base
+
+    with socket.create_connection(_split_addr(tracker), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
+        magic = struct.unpack("<i", base.recvall(sock, 4))[0]
+        if magic != base.RPC_TRACKER_MAGIC:
+            raise DeviceError(f"{tracker} is not a TVM RPC tracker")
+        yield sock
+
+
 def tracker_summary(tracker: str, *, timeout: float = 10.0) -> dict[str, Any]:
     """The tracker's summary (``{"server_info": [...], "queue_info": {...}}``), ``tracker="host:port"``.
 
@@ -362,19 +378,87 @@ def tracker_summary(tracker: str, *, timeout: float = 10.0) -> dict[str, Any]:
     whose socket has no timeout."""
     from tvm.rpc import base
 
-    with socket.create_connection(_split_addr(tracker), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        import struct
-
-        sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
-        magic = struct.unpack("<i", base.recvall(sock, 4))[0]
-        if magic != base.RPC_TRACKER_MAGIC:
-            raise DeviceError(f"{tracker} is not a TVM RPC tracker")
+    with _tracker_socket(tracker, timeout) as sock:
         base.sendjson(sock, [base.TrackerCode.SUMMARY])
         value = base.recvjson(sock)
     if value[0] != base.TrackerCode.SUCCESS:
         raise DeviceError(f"tracker {tracker}: bad summary reply {value!r}")
     return value[1]
+
+
+def tracker_keys(summary: Mapping[str, Any]) -> list[str]:
+    """The keys of the servers registered in a tracker summary (each key once, sorted)."""
+    keys = {str(s.get("key", "")).removeprefix("server:") for s in summary.get("server_info", [])}
+    return sorted(k for k in keys if k)
+
+
+def request_session(
+    tracker: str,
+    key: str,
+    *,
+    session_timeout: float = 0,
+    priority: int = 1,
+    request_timeout: float = 60.0,
+    wait_registered: float = 10.0,
+):
+    """A ``tvm.rpc.RPCSession`` on a server registered under ``key`` at the tracker ``"host:port"``,
+    every step bounded in time (``tvm.rpc.connect_tracker(...).request(...)`` retries an unreachable
+    tracker for 60 s and waits forever in the tracker's queue).
+
+    Raises :class:`DeviceError` (a :class:`bnncc.errors.BnnccError`) with a one-line reason when the tracker
+    does not answer, when no server with ``key`` is registered within ``wait_registered`` seconds, when none
+    becomes free within ``request_timeout`` seconds, or when the server handed out refuses the session.
+    ``session_timeout``: the server ends the session (and tells the client) after that many seconds (0: never).
+    """
+    import tvm.rpc
+    from tvm.rpc import base
+
+    try:
+        _split_addr(tracker)
+    except ValueError:
+        raise DeviceError(f"bad RPC tracker address {tracker!r}: expected HOST:PORT") from None
+    start = time.monotonic()
+    deadline = start + request_timeout
+
+    def remaining() -> float:
+        return max(deadline - time.monotonic(), 0.1)
+
+    def summary() -> dict[str, Any]:
+        try:
+            return tracker_summary(tracker, timeout=min(10.0, remaining()))
+        except (OSError, DeviceError) as e:
+            raise DeviceError(f"cannot reach the RPC tracker {tracker}: {e}") from None
+
+    info = summary()
+    while not _servers(info, key):
+        if time.monotonic() > min(deadline, start + wait_registered):
+            keys = ", ".join(repr(k) for k in tracker_keys(info)) or "none"
+            raise DeviceError(f"no RPC server with key {key!r} is registered at the tracker {tracker} "
+                              f"(registered keys: {keys})")
+        time.sleep(0.5)
+        info = summary()
+    last = "no attempt"
+    for _attempt in range(3):  # the server handed out may have died since it registered: ask again
+        try:
+            with _tracker_socket(tracker, remaining()) as sock:
+                base.sendjson(sock, [base.TrackerCode.REQUEST, key, "", priority])
+                value = base.recvjson(sock)  # closing the socket on timeout withdraws the request
+        except TimeoutError:
+            n = len(_servers(info, key))
+            raise DeviceError(f"no {key!r} server became free at the tracker {tracker} within "
+                              f"{request_timeout:.0f} s ({n} registered, all busy)") from None
+        except OSError as e:
+            raise DeviceError(f"lost the RPC tracker {tracker} while requesting {key!r}: {e}") from None
+        if not value or value[0] != base.TrackerCode.SUCCESS:
+            raise DeviceError(f"the tracker {tracker} refused the request for {key!r}: {value!r}")
+        url, port, matchkey = value[1]
+        try:
+            return tvm.rpc.connect(url, port, matchkey, session_timeout)
+        except Exception as e:  # noqa: BLE001 -- TVM raises RuntimeError/InternalError/OSError here
+            last = f"{url}:{port}: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
+        if time.monotonic() >= deadline:
+            break
+    raise DeviceError(f"the {key!r} server given by the tracker {tracker} refused the session ({last})")
 
 
 def _servers(summary: Mapping[str, Any], key: str) -> list[tuple[str, int]]:
@@ -583,28 +667,10 @@ class QemuRpcDevice:
         ``request_timeout``: fail instead of waiting forever in the tracker queue when no server is free.
         A dead server (e.g. killed by an earlier test) is restarted first.
         """
-        import tvm.rpc
-
         assert self.tracker is not None, "start() first"
         self.ensure_server()
-        host, port = _split_addr(self.tracker)
-        result: dict[str, Any] = {}
-
-        def request():
-            try:
-                client = tvm.rpc.connect_tracker(host, port)
-                result["sess"] = client.request(self.key, priority=priority, session_timeout=session_timeout)
-            except Exception as e:  # noqa: BLE001 -- re-raised below
-                result["err"] = e
-
-        t = threading.Thread(target=request, daemon=True)
-        t.start()
-        t.join(request_timeout)
-        if t.is_alive():
-            raise DeviceError(f"no {self.key!r} server free on tracker {self.tracker} after {request_timeout:.0f} s")
-        if "err" in result:
-            raise DeviceError(f"RPC request for {self.key!r} failed: {result['err']}") from result["err"]
-        return result["sess"]
+        return request_session(self.tracker, self.key, session_timeout=session_timeout, priority=priority,
+                               request_timeout=request_timeout)
 
     def close(self) -> None:
         stop_process(self.server)

@@ -70,33 +70,98 @@ def _transform(acc: te.Tensor, post: te.Tensor, out: str, clamp, bits: int) -> t
     return te.compute((*acc.shape[:-1], -(-o_total // bits)), word, name="bnncc_output")
 
 
-def bconv2d(data: te.Tensor, weight: te.Tensor, post: te.Tensor, *, channels_in: int, strides, dilation,
-            padding, pad_value: int, groups: int, clamp, out: str, weight_layout: str = "OHWI") -> te.Tensor:
+class BorderClasses:
+    """Output rows (or columns) grouped by which kernel taps fall into the padding.
+
+    Rows ``y < a`` are each their own class (top border), rows in ``[a, b)`` share class ``a`` (interior, no
+    padded tap), rows ``y ≥ b`` are classes ``a + 1 + (y − b)`` (bottom border). Maps smaller than the
+    kernel, where borders overlap, keep one class per row.
+    """
+
+    def __init__(self, size: int, out: int, kernel: int, stride: int, dilation: int, pad: int):
+        self.size, self.stride, self.dilation, self.pad = size, stride, dilation, pad
+        a = min(out, -(-pad // stride))
+        b = max(0, min(out, -(-(size + pad - (kernel - 1) * dilation) // stride)))
+        self.a, self.b = (a, b) if a <= b else (out, out)
+        self.count = self.a + 1 + (out - self.b) if self.a < out else out
+
+    def of(self, y):
+        """The class of output row ``y``."""
+        if self.a == self.b:  # no interior
+            return y
+        return tirx.if_then_else(y < self.a, y, tirx.if_then_else(y < self.b, self.a, y - self.b + self.a + 1))
+
+    def row(self, c):
+        """A representative output row of class ``c``."""
+        if self.a == self.b:
+            return c
+        return tirx.if_then_else(c <= self.a, c, c - self.a - 1 + self.b)
+
+    def padded(self, y, tap):
+        r = y * self.stride + tap * self.dilation - self.pad
+        return tirx.any(r < 0, r >= self.size)
+
+
+def _weight_access(weight: te.Tensor, weight_layout: str):
+    """(O, KH, KW, words, wt(c, i, j, k)) for packed OHWI or HWIO weights."""
+    if weight_layout == "HWIO":
+        kh, kw, wg, o = (int(s) for s in weight.shape)
+        return o, kh, kw, wg, lambda c, i, j, k: weight[i, j, k, c]
+    o, kh, kw, wg = (int(s) for s in weight.shape)
+    return o, kh, kw, wg, lambda c, i, j, k: weight[c, i, j, k]
+
+
+def _conv_geometry(data_shape, kh, kw, strides, dilation, padding):
+    n, h, w, _ = (int(s) for s in data_shape)
+    pt, pl, pb, pr = padding
+    oh = (h + pt + pb - dilation[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (w + pl + pr - dilation[1] * (kw - 1) - 1) // strides[1] + 1
+    return (n, h, w, oh, ow, BorderClasses(h, oh, kh, strides[0], dilation[0], pt),
+            BorderClasses(w, ow, kw, strides[1], dilation[1], pl))
+
+
+def bconv2d_pad_correction(data_shape, weight: te.Tensor, *, channels_in: int, strides, dilation, padding,
+                           groups: int, weight_layout: str = "OHWI") -> te.Tensor:
+    """int32 [row classes, column classes, O]: what zero-padded taps wrongly added as +1 pixels.
+
+    With pad_value=0, taps in the padding must not count; the kernel pads with +1 (zero bits) and subtracts
+    Σ_padded (kg − 2·popcount(w_tap)). It depends only on the weights and the border class of the position,
+    so it is computed from the constant weights at compile time (Relax folds this call) into a small table.
+    """
+    o, kh, kw, wg, wt = _weight_access(weight, weight_layout)
+    _, _, _, _, _, rows, cols = _conv_geometry(data_shape, kh, kw, strides, dilation, padding)
+    kg = channels_in // groups
+    k = te.reduce_axis((0, wg), name="wk")
+    wpop = te.compute((o, kh, kw), lambda c, i, j: te.sum(_popcount(wt(c, i, j, k)), axis=k), name="bnncc_wpop")
+    ci = te.reduce_axis((0, kh), name="ci")
+    cj = te.reduce_axis((0, kw), name="cj")
+    return te.compute(
+        (rows.count, cols.count, o),
+        lambda cy, cx, c: te.sum(
+            tirx.if_then_else(tirx.any(rows.padded(rows.row(cy), ci), cols.padded(cols.row(cx), cj)),
+                              kg - 2 * wpop[c, ci, cj], 0), axis=[ci, cj]),
+        name="bnncc_pad_correction",
+    )
+
+
+def bconv2d(data: te.Tensor, weight: te.Tensor, post: te.Tensor, correction: te.Tensor | None = None, *,
+            channels_in: int, strides, dilation, padding, pad_value: int, groups: int, clamp, out: str,
+            weight_layout: str = "OHWI") -> te.Tensor:
     """Binary conv2d, NHWC packed input × packed weights → NHWO output (float32 or packed).
 
     Weights are packed OHWI ([O, KH, KW, words]) or HWIO ([KH, KW, words, O], output channels contiguous:
-    what vectorizing over output channels wants).
+    what vectorizing over output channels wants). ``correction`` is the table of
+    :func:`bconv2d_pad_correction`, needed for pad_value=0 with padding.
     """
-    n, h, w, _ = (int(s) for s in data.shape)
-    if weight_layout == "HWIO":
-        kh, kw, wg, o = (int(s) for s in weight.shape)
-
-        def wt(c, i, j, k):
-            return weight[i, j, k, c]
-    else:
-        o, kh, kw, wg = (int(s) for s in weight.shape)
-
-        def wt(c, i, j, k):
-            return weight[c, i, j, k]
+    o, kh, kw, wg, wt = _weight_access(weight, weight_layout)
+    n, h, w, oh, ow, rows, cols = _conv_geometry(data.shape, kh, kw, strides, dilation, padding)
     bits = int(str(data.dtype)[4:])
     sh, sw = strides
     dh, dw = dilation
     pt, pl, pb, pr = padding
     og = o // groups
     kg = channels_in // groups
-    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    # Padded pixels are +1, i.e. zero bits; pad_value=0 is corrected below.
+    # Padded pixels are +1, i.e. zero bits; pad_value=0 is corrected by the table.
     xpad = topi.nn.pad(data, [0, pt, pl, 0], [0, pb, pr, 0], pad_value=0, name="bnncc_pad") \
         if any(padding) else data
     rkh = te.reduce_axis((0, kh), name="kh")
@@ -110,30 +175,13 @@ def bconv2d(data: te.Tensor, weight: te.Tensor, post: te.Tensor, *, channels_in:
             axis=[rkh, rkw, rk]),
         name="bnncc_bconv",
     )
-    if pad_value == 1 or not any(padding):
+    if correction is None:
         acc = te.compute(popc.shape, lambda b, y, x, c: kg * kh * kw - 2 * popc[b, y, x, c].astype("int32"),
                          name="bnncc_acc")
     else:
-        # Taps that fall in the padding must not count: subtract what they added as +1 pixels,
-        # Σ_padded (kg − 2·popcount(w_tap)), which depends only on the position and the weights.
-        k = te.reduce_axis((0, wg), name="wk")
-        wpop = te.compute((o, kh, kw), lambda c, i, j: te.sum(_popcount(wt(c, i, j, k)), axis=k),
-                          name="bnncc_wpop")
-        ci = te.reduce_axis((0, kh), name="ci")
-        cj = te.reduce_axis((0, kw), name="cj")
-
-        def padded(y, x, i, j):
-            r, s = y * sh + i * dh - pt, x * sw + j * dw - pl
-            return tirx.any(r < 0, r >= h, s < 0, s >= w)
-
-        corr = te.compute(
-            (oh, ow, o),
-            lambda y, x, c: te.sum(tirx.if_then_else(padded(y, x, ci, cj), kg - 2 * wpop[c, ci, cj], 0),
-                                   axis=[ci, cj]),
-            name="bnncc_pad_correction",
-        )
         acc = te.compute(popc.shape,
-                         lambda b, y, x, c: kg * kh * kw - 2 * popc[b, y, x, c].astype("int32") - corr[y, x, c],
+                         lambda b, y, x, c: kg * kh * kw - 2 * popc[b, y, x, c].astype("int32")
+                         - correction[rows.of(y), cols.of(x), c],
                          name="bnncc_acc")
     return _transform(acc, post, out, clamp, bits)
 

@@ -195,7 +195,16 @@ def _legalize_bitpack(bb, call):
 
 
 def _legalize_bconv2d(bb, call):
-    return bb.call_te(compute.bconv2d, *call.args, **_conv_kwargs(call.attrs), primfunc_name_hint="bnncc_bconv2d")
+    kw = _conv_kwargs(call.attrs)
+    args = list(call.args)
+    if kw["pad_value"] == 0 and any(kw["padding"]):
+        # A table from the constant weights only: FoldConstant evaluates it at compile time.
+        table = bb.emit(bb.call_te(
+            compute.bconv2d_pad_correction, [int(s) for s in call.args[0].ty.shape], call.args[1],
+            **{k: kw[k] for k in ("channels_in", "strides", "dilation", "padding", "groups", "weight_layout")},
+            primfunc_name_hint="bnncc_pad_correction"))
+        args.append(table)
+    return bb.call_te(compute.bconv2d, *args, **kw, primfunc_name_hint="bnncc_bconv2d")
 
 
 def _legalize_bdense(bb, call):

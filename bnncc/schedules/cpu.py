@@ -153,11 +153,6 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
     par = sch.fuse(*outer, po) if outer else po
     sch.parallel(par)
     sch.decompose_reduction(conv, reduce[0])
-    # The pad_value=0 correction depends only on the position: computed once per call, before the conv.
-    for name in ("bnncc_wpop", "bnncc_pad_correction"):
-        blk = _find(sch, name)
-        if blk is not None:
-            sch.parallel(sch.get_loops(blk)[0])
     out = _epilogue(sch, conv)
     if out is None:
         return
@@ -166,10 +161,9 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
     # The epilogue consumes the tile while it is hot: float output follows each channel tile; packed output
     # needs whole words, so it follows the pixel tile (all channels).
     at = None
-    if _find(sch, "bnncc_pad_correction") is None and (not packed_out or channels % word_bits == 0):
-        # TODO(x86 speed): the pad_value=0 epilogue reads the correction too, which stops it from following
-        # the tile; it then runs over the whole output afterwards (so does packed output of a channel count
-        # that is not a whole number of words, which only grouped convs produce).
+    if not packed_out or channels % word_bits == 0:
+        # (Packed output of a channel count that is not a whole number of words, which only grouped convs
+        # produce, runs over the whole output afterwards.)
         at = par if packed_out else co
         sch.reverse_compute_at(out, at)
     loops = sch.get_loops(out)

@@ -1,0 +1,282 @@
+"""Run a compiled model on a remote device through a TVM RPC tracker (``bnncc run --rpc HOST:PORT --key KEY``).
+
+The device runs the stock TVM RPC server (``python -m tvm.exec.rpc_server --tracker HOST:PORT --key KEY``; see
+``deploy/README.md``), e.g. a Raspberry Pi, a phone, or the emulated arm64 device of :mod:`bnncc.device.qemu`.
+:func:`run_remote` requests a session for ``key`` from the tracker, uploads the library written by
+``bnncc compile --target aarch64|rasp4|pixel1``, runs the Relax VM's ``main`` there and returns numpy arrays;
+:func:`time_remote` measures it there with TVM's time evaluator.
+
+Every failure is a :class:`bnncc.errors.BnnccError` with a one-line reason (no TVM traceback), and every step is
+bounded in time: an unreachable tracker, no server registered under the key, no server free within
+``request_timeout``, a library the device cannot load, inputs of the wrong shape, a run longer than
+``session_timeout`` and a server that dies mid-request all end in an error, never in a hang.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .errors import BnnccError
+
+DEFAULT_SESSION_TIMEOUT = 120.0
+DEFAULT_REQUEST_TIMEOUT = 60.0
+_GRACE = 30.0  # beyond the session timeout: the server's own timeout message should come first
+
+_ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv"}
+
+T = TypeVar("T")
+
+
+class RemoteError(BnnccError):
+    """Running a model on a remote device failed (tracker, session, upload, run)."""
+
+
+# -------------------------------------------------------------------------------------------- helpers
+def library_arch(path: str | Path) -> str | None:
+    """The machine of an ELF shared library ("aarch64", "x86_64", ...), None if it is not ELF."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return _ELF_MACHINES.get(machine, f"ELF machine {machine}")
+
+
+def _last_line(e: BaseException) -> str:
+    """The message of a TVM error without its traceback: its last non-empty line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
+def _connection_lost(e: BaseException) -> bool:
+    text = str(e)
+    return isinstance(e, ConnectionError | EOFError | BrokenPipeError) or any(
+        s in text for s in ("kShutdown", "Connection reset", "connection reset", "Broken pipe", "RPCCode",
+                            "socket", "Socket", "closed", "RPCSession"))
+
+
+def _as_inputs(inputs: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
+    """numpy arrays as the model takes them: float64 (numpy's default) is taken as float32, like bnncc.load."""
+    if isinstance(inputs, np.ndarray):
+        inputs = [inputs]
+    arrays = [np.asarray(x) for x in inputs]
+    return [np.ascontiguousarray(a, np.float32 if a.dtype == np.float64 else a.dtype) for a in arrays]
+
+
+def _argument_error(e: BaseException, inputs: list[np.ndarray]) -> RemoteError | None:
+    """The Relax VM's argument check failing on the device, as one line naming the input and the shapes."""
+    msg = str(e)
+    m = re.search(r"loc=param\[(\d+)\], param=(\w+), annotation=R\.Tensor\(\(([^)]*)\), dtype=\"(\w+)\"\)", msg)
+    if m:
+        i = int(m.group(1))
+        given = f"shape {tuple(inputs[i].shape)} {inputs[i].dtype}" if i < len(inputs) else "nothing"
+        return RemoteError(f"input {i} ({m.group(2)}): the model expects shape ({m.group(3)}) {m.group(4)}, "
+                           f"got {given}")
+    m = re.search(r"expects (\d+) arguments? \(([^)]*)\), but (\d+) arguments? (?:were|was) provided", msg)
+    if m:
+        return RemoteError(f"the model takes {m.group(1)} input(s) ({m.group(2)}), got {len(inputs)}")
+    return None
+
+
+def _bounded(fn: Callable[[], T], seconds: float, what: str) -> T:
+    """``fn()`` in a daemon thread; a :class:`RemoteError` if it has not returned after ``seconds``.
+
+    A last resort: the RPC server's session timeout and a closed socket normally end a call first; this also
+    covers a device that vanishes without closing its connection (a network cable pulled)."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn()
+        except BnnccError as e:
+            # Without its traceback and context (the TVM error): their frames would keep the remote objects,
+            # hence the session and the server, alive until a garbage collection.
+            e.__context__ = e.__cause__ = None
+            result["error"] = e.with_traceback(None)
+        except BaseException as e:  # noqa: BLE001 -- re-raised in the caller's thread
+            result["error"] = e
+
+    t = threading.Thread(target=run, name="bnncc-rpc", daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        raise RemoteError(f"{what}: no answer from the device within {seconds:.0f} s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+# ------------------------------------------------------------------------------------------ sessions
+def connect(tracker: str, key: str, *, session_timeout: float = DEFAULT_SESSION_TIMEOUT,
+            request_timeout: float = DEFAULT_REQUEST_TIMEOUT, priority: int = 1):
+    """A ``tvm.rpc.RPCSession`` on a server registered as ``key`` at the tracker ``HOST:PORT`` (bounded waits;
+    see :func:`bnncc.device.qemu.request_session`)."""
+    from .device.qemu import DeviceError, request_session
+
+    try:
+        return request_session(tracker, key, session_timeout=session_timeout, priority=priority,
+                               request_timeout=request_timeout)
+    except DeviceError as e:
+        raise RemoteError(str(e)) from None
+
+
+class _Remote:
+    """One session with the model loaded: upload → load → Relax VM, each failure explained.
+
+    Everything that references the session (module, VM, device, remote tensors) is held here and dropped by
+    :meth:`close`: a TVM RPC server serves one session at a time, and a session stays open (the server busy)
+    as long as any of those objects lives."""
+
+    def __init__(self, model_so: Path, tracker: str, key: str, session_timeout: float, request_timeout: float):
+        self.session_timeout = session_timeout
+        self.where = f"device {key!r} (tracker {tracker})"
+        self.sess = self.dev = self.vm = None
+        self.args: list = []
+        self.sess = connect(tracker, key, session_timeout=session_timeout, request_timeout=request_timeout)
+        self.started = time.monotonic()
+        try:
+            self._load(model_so)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, model_so: Path) -> None:
+        from tvm import relax
+
+        try:
+            self.sess.upload(str(model_so))
+            rexec = self.sess.load_module(model_so.name)
+        except Exception as e:  # noqa: BLE001 -- TVM raises many kinds
+            if self._lost(e):
+                raise self._lost_error(e, "while loading the model") from None
+            arch = library_arch(model_so)
+            hint = (f" (it is an {arch} library: compile it with the device's --target, e.g. rasp4 or aarch64)"
+                    if arch else " (not an ELF shared library)")
+            raise RemoteError(f"{self.where} cannot load {model_so.name}{hint}: {_last_line(e)}") from None
+        self.dev = self.sess.cpu()
+        try:
+            self.vm = relax.VirtualMachine(rexec, self.dev)
+        except Exception as e:  # noqa: BLE001
+            if self._lost(e):
+                raise self._lost_error(e, "while loading the model") from None
+            raise RemoteError(f"{self.where}: {model_so.name} is not a bnncc/Relax model: {_last_line(e)}") from None
+
+    def close(self) -> None:
+        self.args = []
+        self.vm = self.dev = self.sess = None
+
+    def _lost(self, e: BaseException) -> bool:
+        import tvm
+
+        return isinstance(e, tvm.error.RPCSessionTimeoutError) or _connection_lost(e)
+
+    def _lost_error(self, e: BaseException, when: str) -> RemoteError:
+        import tvm
+
+        if isinstance(e, tvm.error.RPCSessionTimeoutError) or (
+            self.session_timeout and time.monotonic() - self.started >= 0.95 * self.session_timeout
+        ):
+            return RemoteError(f"{self.where}: the session timeout ({self.session_timeout:g} s) expired {when}; "
+                               "raise session_timeout for a slow device")
+        return RemoteError(f"{self.where}: the connection was lost {when} (the RPC server died or closed the "
+                           f"session): {_last_line(e)}")
+
+    def call(self, fn: Callable[[], T], inputs: list[np.ndarray], what: str) -> T:
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001
+            if self._lost(e):
+                raise self._lost_error(e, what) from None
+            raise _argument_error(e, inputs) or RemoteError(f"{self.where}: {what} failed: {_last_line(e)}") \
+                from None
+
+    def send(self, inputs: list[np.ndarray]) -> None:
+        import tvm
+
+        self.args = self.call(lambda: [tvm.runtime.tensor(x, device=self.dev) for x in inputs], inputs,
+                              "sending the inputs")
+
+    def run(self, func: str, inputs: list[np.ndarray]) -> np.ndarray | tuple[np.ndarray, ...]:
+        return self.call(lambda: _to_numpy(self.vm[func](*self.args)), inputs, f"running {func}")
+
+
+def _to_numpy(out) -> np.ndarray | tuple[np.ndarray, ...]:
+    if hasattr(out, "numpy"):
+        return out.numpy()
+    return tuple(_to_numpy(o) for o in out)
+
+
+def _check_model(model_so: str | Path) -> Path:
+    path = Path(model_so)
+    if not path.is_file():
+        raise RemoteError(f"{path}: no such compiled model")
+    return path
+
+
+# -------------------------------------------------------------------------------------------- public
+def run_remote(model_so: str | Path, inputs: Sequence[np.ndarray] | np.ndarray, tracker: str, key: str,
+               session_timeout: float = DEFAULT_SESSION_TIMEOUT, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+               func: str = "main") -> np.ndarray | tuple[np.ndarray, ...]:
+    """Run the compiled model ``model_so`` on the device registered as ``key`` at the tracker ``HOST:PORT``.
+
+    Returns the output as numpy (a tuple for a tuple output), like calling a local :class:`bnncc.Executable`.
+    ``session_timeout``: the whole session (upload, load, run) must finish within it (the server enforces it;
+    ``0`` means no limit); ``request_timeout``: how long to wait for a free server. Raises :class:`RemoteError`.
+    """
+    path = _check_model(model_so)
+    arrays = _as_inputs(inputs)
+
+    def work():
+        remote = _Remote(path, tracker, key, session_timeout, request_timeout)
+        try:
+            remote.send(arrays)
+            return remote.run(func, arrays)
+        finally:
+            remote.close()
+
+    limit = request_timeout + (session_timeout or 24 * 3600) + _GRACE
+    return _bounded(work, limit, f"running {path.name} on {key!r}")
+
+
+def time_remote(model_so: str | Path, inputs: Sequence[np.ndarray] | np.ndarray, tracker: str, key: str, *,
+                repeats: int = 20, number: int = 1, min_repeat_ms: int = 0,
+                session_timeout: float = DEFAULT_SESSION_TIMEOUT, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                func: str = "main") -> list[float]:
+    """Seconds per run of ``func`` measured on the device (TVM's time evaluator, inputs already there):
+    ``repeats`` samples, each the mean of ``number`` runs, after one warm-up run. Raises :class:`RemoteError`.
+
+    (``bnncc bench --rpc`` would be ``np.median(time_remote(...))``; on the qemu device timings mean nothing.)
+    """
+    path = _check_model(model_so)
+    arrays = _as_inputs(inputs)
+
+    def work():
+        remote = _Remote(path, tracker, key, session_timeout, request_timeout)
+        try:
+            remote.send(arrays)
+            remote.run(func, arrays)  # warm-up; checks the inputs
+            vm = remote.vm
+
+            def evaluate():
+                vm.save_function(func, "bnncc_timed", *remote.args, include_return=False)
+                ev = vm.time_evaluator("bnncc_timed", remote.dev, number=number, repeat=repeats,
+                                       min_repeat_ms=min_repeat_ms)
+                return [float(r) for r in ev().results]
+
+            return remote.call(evaluate, arrays, "timing")
+        finally:
+            vm = None
+            remote.close()
+
+    limit = request_timeout + (session_timeout or 24 * 3600) + _GRACE
+    return _bounded(work, limit, f"timing {path.name} on {key!r}")
