@@ -34,15 +34,42 @@ def _set_threads(n: int | None) -> None:
 
 
 def _keras_model(spec: str, input_size: int | None):
-    """A zoo name or a Keras model path → (keras model, path or None)."""
+    """A Keras model path or a zoo name → (keras model, path or None)."""
+    if Path(spec).exists():
+        from .frontend.keras import load_keras
+
+        return load_keras(spec), spec
     from . import models
 
-    if spec in models.MODELS:
-        shape = (input_size, input_size, 3) if input_size else (224, 224, 3)
+    if spec not in models.MODELS:
+        raise BnnccError(f"{spec}: no such file, and not a zoo model ({', '.join(models.MODELS)})")
+    if input_size is not None and input_size < 1:
+        raise BnnccError(f"--input-size must be positive, got {input_size}")
+    shape = (input_size, input_size, 3) if input_size else (224, 224, 3)
+    try:
         return models.build(spec, input_shape=shape), None
-    from .frontend.keras import load_keras
+    except ValueError as e:  # Keras: the input is too small for the architecture
+        raise BnnccError(f"{spec} cannot take {shape[0]}x{shape[1]} inputs: {str(e).splitlines()[0][:200]}") from None
 
-    return load_keras(spec), spec
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise BnnccError(f"{path}: no such input file") from None
+    except (ValueError, OSError) as e:
+        raise BnnccError(f"{path}: not a .npy array file ({str(e).splitlines()[0][:200]})") from None
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise BnnccError(f"--input-shape must be integers separated by commas, e.g. 1,224,224,3; got {text!r}") \
+            from None
+    if min(shape) < 1:
+        raise BnnccError(f"--input-shape must be positive, got {text!r}")
+    return shape
 
 
 def _float_size(model) -> int:
@@ -55,6 +82,9 @@ def cmd_compile(args) -> int:
     from . import from_keras
     from .pipeline import build
 
+    from .pipeline import check_writable
+
+    check_writable(Path(args.output))
     t0 = time.perf_counter()
     model, path = _keras_model(args.model, args.input_size)
     _say(f"bnncc: importing {args.model}")
@@ -78,7 +108,11 @@ def cmd_compile(args) -> int:
 def cmd_run(args) -> int:
     from .pipeline import load
 
-    inputs = [np.load(p) for p in args.input]
+    from .pipeline import check_writable
+
+    if args.output:
+        check_writable(Path(args.output))
+    inputs = [_load_npy(p) for p in args.input]
     if args.rpc:
         from .rpc import run_remote
 
@@ -108,7 +142,7 @@ def cmd_bench(args) -> int:
         exe = load(args.model)
         if not args.input_shape:
             raise BnnccError("--input-shape is needed to benchmark a compiled library (e.g. 1,224,224,3)")
-        shape = tuple(int(s) for s in args.input_shape.split(","))
+        shape = _shape(args.input_shape)
     else:
         model, _ = _keras_model(args.model, args.input_size)
         exe = bnncc_compile(model, args.target)
@@ -218,8 +252,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # larq 0.14 needs tf-keras; before TF is imported
     args = parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return args.func(args)
     except BnnccError as e:

@@ -92,6 +92,10 @@ class Executable:
         """Seconds per run of ``main`` (inputs already on the device), ``repeats`` samples."""
         args = _tensors(inputs)
         f = self.vm["main"]
+        try:
+            f(*args)
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise _input_error(e, inputs) from None
         for _ in range(warmup):
             f(*args)
         samples = []
@@ -111,6 +115,7 @@ class Executable:
         Written to a temporary file and renamed, so a failure never leaves a half-written library behind.
         """
         path = Path(path)
+        check_writable(path)
         kwargs = {}
         if self.target is not None and not self.target.is_native and self.target.cross_compiler:
             kwargs["fcompile"] = tvm.support.cc.cross_compiler(self.target.cross_compiler)
@@ -123,6 +128,15 @@ class Executable:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return path
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work when an output file cannot be written (e.g. its directory does not exist)."""
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise BnnccError(f"{path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise BnnccError(f"{path}: directory {parent} is not writable")
 
 
 def load(path: str | os.PathLike) -> Executable:

@@ -158,7 +158,7 @@ class _Remote:
             rexec = self.sess.load_module(model_so.name)
         except Exception as e:  # noqa: BLE001 -- TVM raises many kinds
             if self._lost(e):
-                raise self._lost_error(e, "while loading the model") from None
+                raise self._lost_error(e, "loading the model") from None
             arch = library_arch(model_so)
             hint = (f" (it is an {arch} library: compile it with the device's --target, e.g. rasp4 or aarch64)"
                     if arch else " (not an ELF shared library)")
@@ -168,7 +168,7 @@ class _Remote:
             self.vm = relax.VirtualMachine(rexec, self.dev)
         except Exception as e:  # noqa: BLE001
             if self._lost(e):
-                raise self._lost_error(e, "while loading the model") from None
+                raise self._lost_error(e, "loading the model") from None
             raise RemoteError(f"{self.where}: {model_so.name} is not a bnncc/Relax model: {_last_line(e)}") from None
 
     def close(self) -> None:
@@ -186,9 +186,9 @@ class _Remote:
         if isinstance(e, tvm.error.RPCSessionTimeoutError) or (
             self.session_timeout and time.monotonic() - self.started >= 0.95 * self.session_timeout
         ):
-            return RemoteError(f"{self.where}: the session timeout ({self.session_timeout:g} s) expired {when}; "
-                               "raise session_timeout for a slow device")
-        return RemoteError(f"{self.where}: the connection was lost {when} (the RPC server died or closed the "
+            return RemoteError(f"{self.where}: the session timeout ({self.session_timeout:g} s) expired while "
+                               f"{when} (a slow device needs a longer session_timeout)")
+        return RemoteError(f"{self.where}: the connection was lost while {when} (the RPC server died or closed the "
                            f"session): {_last_line(e)}")
 
     def call(self, fn: Callable[[], T], inputs: list[np.ndarray], what: str) -> T:

@@ -5,7 +5,7 @@ foreign library, an unknown target — must end with exit code 2 and one line ``
 names the file/layer and the reason, never a Python traceback or a TVM stack. The positive tests run ``models``,
 ``compile`` of a small zoo model and ``bench`` of the library it wrote.
 
-Tests marked ``xfail(strict=True)`` are bnncc bugs: the test is written as the CLI should behave.
+Each test is written as the CLI should behave; bugs it found were fixed.
 """
 
 import contextlib
@@ -153,9 +153,6 @@ def test_unsupported_layer_names_layer_and_class(layer, keras_files, tmp_path_fa
     assert "supported layers: QuantConv2D" in line
 
 
-@pytest.mark.xfail(strict=True, reason="bnncc bug: after the error line TVM prints '[hh:mm:ss] /project/src/relax/"
-                   "ir/block_builder.cc:67: Warning: BlockBuilder destroyed with remaining blocks!' to stderr "
-                   "(the frontend raises inside open BlockBuilder function/dataflow scopes)")
 def test_unsupported_layer_stderr_has_nothing_after_the_error(keras_files, tmp_path_factory):
     clean_error(compile_unsupported("UpSampling2D", keras_files, tmp_path_factory))
 
@@ -230,38 +227,29 @@ def test_bench_library_prints_json(zoo_so, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ known bugs
 # More bad input that ends in a traceback (exit 1) instead of a one-line error (exit 2).
-@pytest.mark.xfail(strict=True, reason="bnncc bug: cmd_run calls np.load unguarded: FileNotFoundError traceback")
 def test_run_missing_input_file(zoo_so, tmp_path):
     line = clean_error(bnncc("run", zoo_so[0], "-i", "missing.npy", cwd=tmp_path))
     assert "missing.npy" in line
 
 
-@pytest.mark.xfail(strict=True, reason="bnncc bug: cmd_run calls np.load unguarded: ValueError traceback "
-                   "('Cannot load file containing pickled data')")
 def test_run_input_that_is_not_npy(zoo_so, tmp_path):
     (tmp_path / "x.npy").write_text("not an array\n")
     line = clean_error(bnncc("run", zoo_so[0], "-i", "x.npy", cwd=tmp_path))
     assert "x.npy" in line
 
 
-@pytest.mark.xfail(strict=True, reason="bnncc bug: Executable.time does not turn the VM's shape check into a "
-                   "BnnccError (as __call__ does): TVM RuntimeError traceback")
 def test_bench_library_wrong_input_shape(zoo_so, tmp_path):
     so, _ = zoo_so
     line = clean_error(bnncc("bench", so, "--input-shape", "1,32,32,3", "--repeats", 1, cwd=tmp_path))
     assert f"expects shape (1, {ZOO_SIZE}, {ZOO_SIZE}, 3)" in line and "(1, 32, 32, 3)" in line
 
 
-@pytest.mark.xfail(strict=True, reason="bnncc bug: cmd_bench parses --input-shape with int() unguarded: "
-                   "ValueError traceback")
 def test_bench_malformed_input_shape(zoo_so, tmp_path):
     so, _ = zoo_so
     line = clean_error(bnncc("bench", so, "--input-shape", "1,a,64,3", "--repeats", 1, cwd=tmp_path))
     assert "--input-shape" in line
 
 
-@pytest.mark.xfail(strict=True, reason="bnncc bug: run -o into a missing directory: np.save FileNotFoundError "
-                   "traceback (after the model ran)")
 def test_run_output_into_missing_directory(zoo_so, tmp_path):
     so, _ = zoo_so
     np.save(tmp_path / "x.npy", np.zeros((1, ZOO_SIZE, ZOO_SIZE, 3), np.float32))
@@ -269,8 +257,6 @@ def test_run_output_into_missing_directory(zoo_so, tmp_path):
     assert "nodir" in line
 
 
-@pytest.mark.xfail(strict=True, reason="bnncc bug: compile -o into a missing directory compiles the whole model, "
-                   "then Executable.export_library's os.replace raises FileNotFoundError: traceback")
 def test_compile_output_into_missing_directory(keras_files, tmp_path):
     line = clean_error(bnncc("compile", keras_files["valid"], "-o", "nodir/m.so", cwd=tmp_path))
     assert "nodir" in line

@@ -263,12 +263,18 @@ class _Converter:
             v = relax.Var(t.name.split(":")[0].replace("/", "_"), relax.TensorType(shape, "float32"))
             params.append(v)
             self.values[id(t)] = v
+        failure = None
         with self.bb.function("main", params):
             with self.bb.dataflow():
-                self.walk(model)
-                outs = [self.values[id(t)] for t in model.outputs]
+                try:
+                    self.walk(model)
+                    outs = [self.values[id(t)] for t in model.outputs]
+                except Exception as e:  # noqa: BLE001 - close the function first, then re-raise
+                    failure, outs = e, params[:1]
                 out = self.bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
             self.bb.emit_func_output(out)
+        if failure is not None:
+            raise failure
         return self.bb.get()
 
     def walk(self, model):
@@ -296,6 +302,8 @@ class _Converter:
 
 def from_keras(model, *, batch_size: int = 1, bits: int = 32, source: str | None = None) -> tvm.IRModule:
     """Import a Keras/Larq model as a Relax module with one function ``main`` (NHWC float32 inputs)."""
+    if int(batch_size) < 1:
+        raise FrontendError(f"batch size must be at least 1, got {batch_size}", file=source)
     try:
         return _Converter(model, batch_size, bits, source).convert()
     except BnnccError:

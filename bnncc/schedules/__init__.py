@@ -1,5 +1,5 @@
 """Per-target schedules of the binary operators."""
 
-from .cpu import BinaryOps, ConvTile, CpuInfo, schedule_module
+from .cpu import BinaryOps, ConvTile, CpuInfo, schedule_function, schedule_module
 
-__all__ = ["BinaryOps", "ConvTile", "CpuInfo", "schedule_module"]
+__all__ = ["BinaryOps", "ConvTile", "CpuInfo", "schedule_function", "schedule_module"]

@@ -123,29 +123,40 @@ def _epilogue(sch: s_tir.Schedule, conv):
     return chain[-1] if chain else None
 
 
-def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | None = None) -> None:
+def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | None = None,
+                  tunable: bool = False) -> None:
     """Schedule a conv-like reduction block and its epilogue in place.
 
     Loops must be (n, y, x, o, reductions...) for a conv or (n, o, k) for a dense layer, ``o`` the output
-    channels, which the innermost vector loop runs over.
+    channels, which the innermost vector loop runs over. ``tunable`` samples the register tile
+    (``sample_perfect_tile`` on the output columns and on the channel vectors) instead of picking it, so that
+    MetaSchedule's evolutionary search can mutate it.
     """
     elem_bits = int("".join(ch for ch in _dtype(sch, conv) if ch.isdigit()))
     loops = sch.get_loops(conv)
     if len(loops) == 3:
         b, c, k = loops
-        tiles = pixel_tiles(1, _extent(b, sch))
-        pix, reduce, outer = b, [k], []
+        y, x, reduce, outer = None, b, [k], []
     else:
         b, y, x, c, *reduce = loops
-        tiles = pixel_tiles(_extent(y, sch), _extent(x, sch))
-        pix, outer = sch.fuse(y, x), [b]
+        outer = [b]
     channels = _extent(c, sch)
     # Vector loops must divide the channel count (a predicated vector loop cannot be vectorized); odd widths
     # such as <5 x i64> gave wrong results (seen: groups=4, 20 channels, 64-bit words), so powers of two only.
     lanes = _pow2_divisor(channels, info.vector_bits // elem_bits)
-    tile = tile or default_conv_tile(tiles, channels, lanes, info.registers)
-    po, pi = sch.split(pix, [None, tile.xb])
-    co, cv, cl = sch.split(c, [None, tile.nv, lanes])
+    if tunable:
+        # Tiles of columns within a row (a perfect split never straddles rows).
+        xo, pi = sch.split(x, sch.sample_perfect_tile(x, n=2, max_innermost_factor=min(16, info.registers)))
+        outer = [*outer, y] if y is not None else outer
+        po = xo
+        cvec, cl = sch.split(c, [None, lanes])
+        co, cv = sch.split(cvec, sch.sample_perfect_tile(cvec, n=2, max_innermost_factor=8))
+    else:
+        tiles = pixel_tiles(1 if y is None else _extent(y, sch), _extent(x, sch))
+        pix = x if y is None else sch.fuse(y, x)
+        tile = tile or default_conv_tile(tiles, channels, lanes, info.registers)
+        po, pi = sch.split(pix, [None, tile.xb])
+        co, cv, cl = sch.split(c, [None, tile.nv, lanes])
     sch.reorder(*outer, po, co, *reduce, pi, cv, cl)
     sch.vectorize(cl)
     sch.unroll(cv)
@@ -166,6 +177,10 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
         # produce, runs over the whole output afterwards.)
         at = par if packed_out else co
         sch.reverse_compute_at(out, at)
+    if tunable:
+        # The epilogue's loop count depends on the sampled tile (unit loops vanish), and a trace must replay
+        # with the same instruction outputs under any decision: leave its vectorization to LLVM.
+        return
     loops = sch.get_loops(out)
     if at is not None:  # only the epilogue's own loops (extent-1 loops vanish)
         loops = loops[[sch.get(lp).same_as(sch.get(at)) for lp in loops].index(True) + 1:]
@@ -201,23 +216,28 @@ def _conv_like(sch: s_tir.Schedule, block) -> bool:
 class BinaryOps(ScheduleRule):
     """dlight rule: schedules every PrimFunc that holds a bnncc block or a float conv/dense; leaves the rest."""
 
-    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool):  # noqa: ARG002
+    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool):
         if not isinstance(func, tirx.PrimFunc):
             return None
         sch = s_tir.Schedule(func)
-        info = CpuInfo.of(target)
-        conv = next((b for b in map(lambda n: _find(sch, n), CONV_BLOCKS) if b is not None), None)
-        if conv is not None:
-            if not _conv_like(sch, conv):
-                return None
-            schedule_conv(sch, conv, info)
-        elif _find(sch, "bnncc_bitpack") is not None:
-            schedule_elementwise(sch, "bnncc_bitpack", info)
-        elif _find(sch, "bnncc_bmaxpool") is not None:
-            schedule_elementwise(sch, "bnncc_bmaxpool", info)
-        else:
-            return None
-        return sch
+        return sch if schedule_function(sch, target, tunable) else None
+
+
+def schedule_function(sch: s_tir.Schedule, target: Target, tunable: bool = False) -> bool:
+    """Schedule one PrimFunc in place if it holds a block bnncc knows; False if it does not."""
+    info = CpuInfo.of(target)
+    conv = next((b for b in map(lambda n: _find(sch, n), CONV_BLOCKS) if b is not None), None)
+    if conv is not None:
+        if not _conv_like(sch, conv):
+            return False
+        schedule_conv(sch, conv, info, tunable=tunable)
+    elif _find(sch, "bnncc_bitpack") is not None:
+        schedule_elementwise(sch, "bnncc_bitpack", info)
+    elif _find(sch, "bnncc_bmaxpool") is not None:
+        schedule_elementwise(sch, "bnncc_bmaxpool", info)
+    else:
+        return False
+    return True
 
 
 def schedule_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
