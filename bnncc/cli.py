@@ -80,9 +80,7 @@ def _float_size(model) -> int:
 # ------------------------------------------------------------------------------------------- commands
 def cmd_compile(args) -> int:
     from . import from_keras
-    from .pipeline import build
-
-    from .pipeline import check_writable
+    from .pipeline import build, check_writable
 
     check_writable(Path(args.output))
     t0 = time.perf_counter()
@@ -106,9 +104,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .pipeline import load
-
-    from .pipeline import check_writable
+    from .pipeline import check_writable, load
 
     if args.output:
         check_writable(Path(args.output))
