@@ -89,7 +89,7 @@ def cmd_compile(args) -> int:
     mod = from_keras(model, batch_size=args.batch, bits=args.bits) if path is None else from_keras(
         path, batch_size=args.batch, bits=args.bits)
     _say(f"bnncc: compiling for {args.target}")
-    exe = build(mod, args.target)
+    exe = build(mod, args.target, tuning_log=None if args.no_tuning else (args.tuning_log or "auto"))  # tuning
     out = exe.export_library(args.output)
     stats = exe.stats
     so_size = out.stat().st_size
@@ -100,6 +100,9 @@ def cmd_compile(args) -> int:
     _say(f"  binary ops: {stats['binary_ops']}  float ops: {stats['float_ops']}  "
          f"packed between binary layers: {stats['packed_outputs']}")
     _say(f"  size: {_size(so_size)} (vs {_size(ref_size)} of {what}: {ref_size / so_size:.1f}x smaller)")
+    from .tune import describe_tuning  # tuning
+
+    _say(f"  {describe_tuning(stats)}")
     return 0
 
 
@@ -214,6 +217,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=int, default=1)
     c.add_argument("--bits", type=int, default=32, choices=(32, 64), help="packed word size")
     c.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
+    # tuning (bnncc.tune): the log of tuning_logs/ for the target is applied unless told otherwise
+    tl = c.add_mutually_exclusive_group()
+    tl.add_argument("--tuning-log", metavar="DIR", help="apply this tuning log (bnncc tune writes one)")
+    tl.add_argument("--no-tuning", action="store_true", help="bnncc's default schedules, no tuning log")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled library on .npy inputs")
@@ -244,7 +251,44 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=1)
     d.add_argument("--repeats", type=int, default=20)
     d.set_defaults(func=cmd_demo)
+
+    # tuning (bnncc.tune, bnncc.rpc_cli)
+    from .rpc_cli import add_rpc_parser
+
+    t = sub.add_parser("tune", help="auto-tune a model's binary (and heaviest float) ops into tuning_logs/")
+    t.add_argument("model", help="a .h5/.keras file, a SavedModel directory, or a zoo name (bnncc models)")
+    t.add_argument("--target", default="host", choices=target_names())
+    t.add_argument("--rpc", metavar="HOST:PORT", help="RPC tracker: measure on the servers registered under --key")
+    t.add_argument("--key", help="device key at the tracker (with --rpc)")
+    t.add_argument("--trials", type=int, default=48, help="trials per task (default 48; fewer if its space is)")
+    t.add_argument("--log", metavar="DIR", help="log directory (default tuning_logs/<target>, e.g. host-<cpu>)")
+    t.add_argument("--float-tasks", type=int, default=2, help="heaviest float conv/dense tasks to tune too")
+    t.add_argument("--threads", type=int, help="threads of the measured kernels (local runner)")
+    t.add_argument("--session-timeout", type=float, default=60.0, help="seconds per RPC measurement session")
+    t.add_argument("--batch", type=int, default=1)
+    t.add_argument("--bits", type=int, default=32, choices=(32, 64), help="packed word size")
+    t.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
+    t.add_argument("--seed", type=int)
+    t.set_defaults(func=cmd_tune)
+    add_rpc_parser(sub)
     return p
+
+
+def cmd_tune(args) -> int:
+    from . import from_keras
+    from .tune import tune
+
+    if args.threads:
+        os.environ["TVM_NUM_THREADS"] = str(args.threads)  # the local runner's worker inherits it
+    model, path = _keras_model(args.model, args.input_size)
+    _say(f"bnncc: importing {args.model}")
+    mod = from_keras(path or model, batch_size=args.batch, bits=args.bits)
+    report = tune(mod, args.target, log_dir=args.log, trials=args.trials, rpc=args.rpc, key=args.key,
+                  float_tasks=args.float_tasks, session_timeout=args.session_timeout, seed=args.seed,
+                  model_name=args.model, threads=args.threads)
+    print(json.dumps({"log": str(report.log_dir), "tasks": len(report.tasks), "tuned": report.tuned,
+                      "trials": report.trials, "seconds": round(report.seconds, 1)}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,23 +34,49 @@ def graph_stats(mod: tvm.IRModule) -> dict[str, int]:
             "float_ops": calls - binary - text.count('"bnncc.bitpack"')}
 
 
-def lower(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None) -> tvm.IRModule:
-    """Graph passes, legalization, fusion and scheduling; returns the module ready for codegen."""
+def legalize(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None) -> tvm.IRModule:
+    """Graph passes, legalization and fusion: the unscheduled PrimFuncs (what tuning extracts its tasks from)."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     tvm_target = target.tvm_target(num_cores)
     mod = use_weight_layout(optimize(mod), "HWIO")
     with tvm_target:
         seq = tvm.transform.Sequential(cpu.library_dispatch_passes(tvm_target) + cpu.legalize_passes(tvm_target))
-        mod = seq(mod)
+        return seq(mod)
+
+
+def lower(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None, tuning=None) -> tvm.IRModule:
+    """Graph passes, legalization, fusion and scheduling; returns the module ready for codegen.
+
+    ``tuning`` (a :class:`bnncc.tune.TuningLog`): its tuned schedules replace bnncc's defaults for the PrimFuncs
+    it has records for (marked scheduled, so :func:`schedule_module` leaves them alone)."""
+    tvm_target = target.tvm_target(num_cores)
+    mod = legalize(mod, target, num_cores)
+    # --- tuning (bnncc.tune): apply the log's best records before the default schedules
+    if tuning is not None:
+        mod = tuning.apply(mod, tvm_target)
+    # ---
     return schedule_module(mod, tvm_target)
 
 
-def build(mod: tvm.IRModule, target: str | TargetSpec = "host") -> Executable:
-    """Compile a Relax module (with bnncc ops) for ``target``."""
+def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=None) -> Executable:
+    """Compile a Relax module (with bnncc ops) for ``target``.
+
+    ``tuning_log``: None (bnncc's default schedules), ``"auto"`` (the log of ``tuning_logs/`` matching the target,
+    if there is one), a log directory written by ``bnncc tune``, or a :class:`bnncc.tune.TuningLog`. How many
+    ops it tuned is in ``Executable.stats["tuned_ops"]``."""
     spec = get_target(target)
     stats = graph_stats(optimize(mod))
-    ex = tvm.compile(lower(mod, spec), spec.tvm_target())
+    # --- tuning (bnncc.tune)
+    tuning = None
+    if tuning_log is not None:
+        from .tune import TuningLog
+
+        tuning = TuningLog.resolve(tuning_log, spec)
+    ex = tvm.compile(lower(mod, spec, tuning=tuning), spec.tvm_target())
+    if tuning is not None:
+        stats.update(tuning.last_report)
+    # ---
     return Executable(ex, spec, stats=stats)
 
 

@@ -58,11 +58,14 @@ def _last_line(e: BaseException) -> str:
     return lines[-1] if lines else type(e).__name__
 
 
+# How TVM 0.27 reports a dead peer: "Check failed: (code == RPCCode::kReturn) is false: code=kShutdown" (the
+# server process killed mid-call), socket errors from the RPC channel, or a Python ConnectionError.
+_LOST = ("kShutdown", "RPCCode::", "Connection reset", "connection reset", "Broken pipe", "broken pipe",
+         "SockChannel", "Socket closed", "socket closed", "Connection refused")
+
+
 def _connection_lost(e: BaseException) -> bool:
-    text = str(e)
-    return isinstance(e, ConnectionError | EOFError | BrokenPipeError) or any(
-        s in text for s in ("kShutdown", "Connection reset", "connection reset", "Broken pipe", "RPCCode",
-                            "socket", "Socket", "closed", "RPCSession"))
+    return isinstance(e, ConnectionError | EOFError) or any(s in str(e) for s in _LOST)
 
 
 def _as_inputs(inputs: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
@@ -195,10 +198,12 @@ class _Remote:
         try:
             return fn()
         except Exception as e:  # noqa: BLE001
+            bad_input = _argument_error(e, inputs)
+            if bad_input is not None:
+                raise bad_input from None
             if self._lost(e):
                 raise self._lost_error(e, what) from None
-            raise _argument_error(e, inputs) or RemoteError(f"{self.where}: {what} failed: {_last_line(e)}") \
-                from None
+            raise RemoteError(f"{self.where}: {what} failed: {_last_line(e)}") from None
 
     def send(self, inputs: list[np.ndarray]) -> None:
         import tvm

@@ -13,11 +13,14 @@ ops may round differently; in practice they are identical) and be within 1e-4 of
 one bconv2d on already packed words are checked bit-exact (identity output transform: the float outputs are the
 integer accumulators) against the numpy oracle. The client of run_remote gets a clear BnnccError — no TVM
 traceback, no hang — for a wrong input shape, an x86 library, an unreachable tracker, an unknown key, a session
-timeout and a server killed mid-request. Skips only when qemu cannot be installed on this machine.
+timeout and a server killed mid-request (also through the CLI: exit 2 and one ``bnncc: error:`` line);
+:func:`bnncc.rpc.time_remote` times a model on the device. Skips only when qemu cannot be installed here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import subprocess
@@ -39,8 +42,38 @@ KEY = qemu.DEFAULT_KEY
 KERAS_TOLERANCE = 1e-4  # max |bnncc - keras| / max |keras|
 HOST_TOLERANCE = 1e-5  # max |aarch64 - x86| / max |x86|
 
-# Fixtures "arm64_env" (skips if qemu cannot be installed) and "arm64_rpc" (tracker + qemu RPC server).
-arm64_env, arm64_rpc = qemu.pytest_fixtures(scope="module")
+# Fixture "arm64_env": the device's paths; skips if qemu cannot be installed here.
+arm64_env = qemu.pytest_fixtures(scope="module")[0]
+
+
+@pytest.fixture(scope="module")
+def device_starting(arm64_env, tmp_path_factory):
+    """A tracker + qemu RPC server (QemuRpcDevice), started in a background thread: its ~15 s start-up (two
+    `import tvm` under qemu) overlaps with compiling the models."""
+    dev = qemu.QemuRpcDevice(KEY, log_dir=tmp_path_factory.mktemp("arm64-rpc-logs"))
+    errors: list[BaseException] = []
+
+    def start():
+        try:
+            dev.start()
+        except BaseException as e:  # noqa: BLE001 -- re-raised by arm64_rpc
+            errors.append(e)
+
+    thread = threading.Thread(target=start, name="qemu-rpc-start", daemon=True)
+    thread.start()
+    yield dev, thread, errors
+    thread.join(dev.startup_timeout + 60)
+    dev.close()
+
+
+@pytest.fixture(scope="module")
+def arm64_rpc(device_starting) -> qemu.QemuRpcDevice:
+    dev, thread, errors = device_starting
+    thread.join(dev.startup_timeout + 60)
+    if errors:
+        raise errors[0]
+    assert not thread.is_alive(), "the qemu RPC device did not start"
+    return dev
 
 
 @pytest.fixture
@@ -88,7 +121,7 @@ class Case:
     binary_ops: int
 
 
-def _make_case(name: str, out_dir: Path) -> Case:
+def _make_case(name: str, out_dir: Path) -> None:
     import bnncc
     from bnncc import models
 
@@ -99,14 +132,36 @@ def _make_case(name: str, out_dir: Path) -> Case:
     x = np.random.default_rng(3).standard_normal((1, *model.input_shape[1:])).astype(np.float32)
     exe = bnncc.compile(model, target="aarch64")
     assert exe.target.arch == "aarch64" and not exe.target.is_native
-    so = exe.export_library(out_dir / f"{name}_aarch64.so")
-    return Case(name, so, x, model(x, training=False).numpy(), bnncc.compile(model, target="host")(x),
-                exe.stats["binary_ops"])
+    exe.export_library(out_dir / "model_aarch64.so")
+    np.save(out_dir / "x.npy", x)
+    np.save(out_dir / "keras.npy", model(x, training=False).numpy())
+    np.save(out_dir / "host.npy", bnncc.compile(model, target="host")(x))
+    (out_dir / "binary_ops").write_text(str(exe.stats["binary_ops"]))
+
+
+@contextlib.contextmanager
+def shared_dir(tmp_path_factory, name: str):
+    """A directory shared by the pytest-xdist workers of this session, held under an exclusive lock: a model is
+    compiled once per session even when the workers split this module's tests."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    path = base / name
+    path.mkdir(exist_ok=True)
+    with open(path / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield path
 
 
 @pytest.fixture(scope="module", params=["quicknet_small", "larq_bnn"])
 def case(request, arm64_env, tmp_path_factory) -> Case:
-    c = _make_case(request.param, tmp_path_factory.mktemp(request.param))
+    if "tracker" in request.fixturenames:  # a test on the RPC server: let it start while the model compiles
+        request.getfixturevalue("device_starting")
+    with shared_dir(tmp_path_factory, f"bnncc-aarch64-{request.param}") as d:
+        if not (d / "binary_ops").exists():
+            _make_case(request.param, d)
+    c = Case(request.param, d / "model_aarch64.so", np.load(d / "x.npy"), np.load(d / "keras.npy"),
+             np.load(d / "host.npy"), int((d / "binary_ops").read_text()))
     assert c.binary_ops >= 3, c
     assert rel_err(c.host, c.keras) < KERAS_TOLERANCE, "the x86 build itself is off"
     return c
@@ -190,12 +245,14 @@ def _bconv_case(packed_input: bool):
     return body, data, acc
 
 
-@pytest.mark.parametrize("packed_input", [False, True], ids=["bitpack+bconv2d", "bconv2d-on-packed"])
-def test_bconv2d_aarch64_bit_exact(arm64_env, packed_input, tmp_path):
+@pytest.mark.parametrize(("packed_input", "target"), [(False, "aarch64"), (True, "rasp4")],
+                         ids=["bitpack+bconv2d-aarch64", "bconv2d-on-packed-rasp4"])
+def test_bconv2d_aarch64_bit_exact(arm64_env, packed_input, target, tmp_path):
+    """The second case is the kernel configuration benchmarks/bench_aarch64.py counts (rasp4, packed input)."""
     from bnncc.testing import compile_graph
 
     body, data, acc = _bconv_case(packed_input)
-    exe = compile_graph(body, (data.shape, data.dtype.name), target="aarch64")
+    exe = compile_graph(body, (data.shape, data.dtype.name), target=target)
     asm = exe.assembly()
     assert re.search(r"\bcnt\s+v\d+\.(?:16|8)b", asm), "no NEON cnt in the aarch64 build"
     so = exe.export_library(tmp_path / "bconv.so")
@@ -250,6 +307,25 @@ def test_run_remote_bad_inputs(arm64_rpc, small_model, tracker):
     np.testing.assert_array_equal(run_remote(so, x, tracker, KEY, request_timeout=10),
                                   qemu.run_deploy_app(so, [x]).output)
     assert time.monotonic() - t0 < 20
+
+
+def test_cli_run_rpc_wrong_shape_is_one_line(small_model, tracker, tmp_path):
+    so, _, x = small_model
+    np.save(tmp_path / "x.npy", x[:, :, :4])
+    r = bnncc_cli("run", so, "-i", "x.npy", "--rpc", tracker, "--key", KEY, cwd=tmp_path)
+    assert r.returncode == 2, describe(r)
+    assert "Traceback" not in r.stderr and "Stack trace" not in r.stderr, describe(r)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("bnncc: error:")]
+    assert errors == ["bnncc: error: input 0 (x0): the model expects shape (1, 6, 6, 8) float32, "
+                      "got shape (1, 6, 4, 8) float32"], describe(r)
+
+
+def test_time_remote(small_model, tracker):
+    from bnncc.rpc import time_remote
+
+    so, _, x = small_model
+    samples = time_remote(so, [x], tracker, KEY, repeats=3, number=2)
+    assert len(samples) == 3 and all(0 < s < 5 for s in samples), samples
 
 
 def test_run_remote_unreachable_tracker_and_unknown_key(arm64_rpc, small_model, tracker):

@@ -1,0 +1,182 @@
+"""``bnncc rpc tracker | server | status``: TVM's own RPC tracker and servers, for ``bnncc tune --rpc``.
+
+    bnncc rpc tracker                          # python -m tvm.exec.rpc_tracker --host 127.0.0.1 --port 9190
+    bnncc rpc server --key x86-local -n 2      # 2 x python -m tvm.exec.rpc_server --tracker 127.0.0.1:9190 --key ...
+    bnncc rpc server --key aarch64-qemu --qemu # the emulated aarch64 device (bnncc.device.qemu)
+    bnncc rpc status                           # servers per key, queue (the tracker's summary)
+
+Everything binds to 127.0.0.1 unless ``--host`` says otherwise (a tracker or server on 0.0.0.0 lets anyone on the
+network run code on this machine). ``tracker`` and ``server`` run in the foreground until Ctrl-C, which stops the
+processes they started. Several servers registered under one key share the trials of ``bnncc tune --rpc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .errors import BnnccError
+
+DEFAULT_TRACKER = "127.0.0.1:9190"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def tracker_cmd(host: str = "127.0.0.1", port: int = 9190, port_end: int | None = None) -> list[str]:
+    return [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", host, "--port", str(port),
+            "--port-end", str(port_end or port + 1)]
+
+
+def server_cmd(tracker: str, key: str, host: str = "127.0.0.1", port: int = 9091, port_end: int | None = None,
+               custom_addr: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", tracker, "--key", key, "--host", host,
+           "--port", str(port), "--port-end", str(port_end or port + 100)]
+    if custom_addr:
+        cmd += ["--custom-addr", custom_addr]
+    return cmd
+
+
+def start_tracker(host: str = "127.0.0.1", port: int | None = None, *, log_path=None, timeout: float = 60.0):
+    """Start TVM's tracker (``python -m tvm.exec.rpc_tracker``) and wait until it answers: ``(proc, "host:port")``.
+    Stop it with :func:`stop`."""
+    from .device.qemu import start_tracker as _start
+
+    return _start(host, port, timeout=timeout, log_path=log_path)
+
+
+def start_server(tracker: str, key: str, *, host: str = "127.0.0.1", port: int | None = None, log_path=None,
+                 timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start one TVM RPC server on this machine (``python -m tvm.exec.rpc_server``), registered at ``tracker`` under
+    ``key``, and wait until the tracker lists it (``proc.bnncc_addr``). Stop it with :func:`stop` (kills its
+    process group: the server and its session workers)."""
+    from .device.qemu import DeviceError, _servers, _spawn, free_port, tracker_summary
+
+    try:
+        before = set(_servers(tracker_summary(tracker), key))
+    except (OSError, DeviceError) as e:
+        raise BnnccError(f"cannot reach the RPC tracker {tracker}: {e}") from None
+    port = port or free_port(host)
+    penv = dict(os.environ, **(env or {}))
+    proc = _spawn(server_cmd(tracker, key, host, port, port + 100), penv, log_path, "bnncc-rpc-server-")
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise BnnccError(f"the RPC server exited with {proc.returncode} before registering "
+                             f"(log: {getattr(proc, 'bnncc_log', '?')})")
+        now = set(_servers(tracker_summary(tracker), key))
+        if now - before:
+            proc.bnncc_addr = sorted(now - before)[0]  # type: ignore[attr-defined]
+            proc.bnncc_key = key  # type: ignore[attr-defined]
+            return proc
+        if time.monotonic() > deadline:
+            stop(proc)
+            raise BnnccError(f"the RPC server did not register with {tracker} as {key!r} in {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
+    from .device.qemu import stop_process
+
+    stop_process(proc, sig=sig)
+
+
+def status(tracker: str = DEFAULT_TRACKER) -> dict[str, Any]:
+    """``{"servers": {key: [(host, port), ...]}, "queue": {key: {"free": n, "pending": m}}}`` of a tracker."""
+    from .device.qemu import DeviceError, tracker_summary
+
+    try:
+        summary = tracker_summary(tracker)
+    except (OSError, DeviceError) as e:
+        raise BnnccError(f"cannot reach the RPC tracker {tracker}: {e}") from None
+    servers: dict[str, list] = {}
+    for s in summary.get("server_info", []):
+        key = str(s.get("key", "")).removeprefix("server:")
+        servers.setdefault(key, []).append(tuple(s.get("addr", ())))
+    return {"servers": servers, "queue": summary.get("queue_info", {})}
+
+
+# --------------------------------------------------------------------------------------------- commands
+def _wait(procs: list[subprocess.Popen], what: str) -> int:
+    """Foreground until Ctrl-C or until every process has exited; stops them on the way out."""
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        _say(f"bnncc rpc: the {what} exited")
+        return 1
+    except KeyboardInterrupt:
+        _say(f"bnncc rpc: stopping the {what}")
+        return 0
+    finally:
+        for p in procs:
+            stop(p, sig=signal.SIGTERM)
+
+
+def cmd_tracker(args) -> int:
+    proc, addr = start_tracker(args.host, args.port)
+    _say(f"bnncc rpc: tracker on {addr} (Ctrl-C stops it); servers: bnncc rpc server --tracker {addr} --key KEY")
+    return _wait([proc], "tracker")
+
+
+def cmd_server(args) -> int:
+    procs: list[subprocess.Popen] = []
+    try:
+        for _ in range(args.n):
+            if args.qemu:
+                from .device.qemu import free_port, start_rpc_server
+
+                procs.append(start_rpc_server(args.tracker, args.key, args.port or free_port(args.host),
+                                              host=args.host))
+            else:
+                procs.append(start_server(args.tracker, args.key, host=args.host, port=args.port))
+            addr = getattr(procs[-1], "bnncc_addr", "?")
+            _say(f"bnncc rpc: server {len(procs)}/{args.n} ({'qemu aarch64' if args.qemu else 'this machine'}) "
+                 f"registered at {args.tracker} as {args.key!r} ({addr[0]}:{addr[1]})")
+            if args.port:
+                args.port += 101  # the next server's port range
+    except BaseException:
+        for p in procs:
+            stop(p)
+        raise
+    _say("bnncc rpc: Ctrl-C stops the server(s)")
+    return _wait(procs, "server(s)")
+
+
+def cmd_status(args) -> int:
+    st = status(args.tracker)
+    if not st["servers"]:
+        print(f"tracker {args.tracker}: no servers registered")
+        return 0
+    print(f"tracker {args.tracker}:")
+    print(f"  {'key':24s} {'servers':>7s} {'free':>5s} {'pending':>7s}  addresses")
+    for key, addrs in sorted(st["servers"].items()):
+        q = st["queue"].get(key, {})
+        where = ", ".join(f"{a[0]}:{a[1]}" for a in addrs if len(a) == 2)
+        print(f"  {key:24s} {len(addrs):7d} {q.get('free', '?')!s:>5s} {q.get('pending', '?')!s:>7s}  {where}")
+    return 0
+
+
+def add_rpc_parser(sub: argparse._SubParsersAction) -> None:
+    rp = sub.add_parser("rpc", help="TVM RPC tracker/servers for bnncc tune --rpc (tracker | server | status)")
+    rs = rp.add_subparsers(dest="rpc_command", required=True)
+    t = rs.add_parser("tracker", help="run TVM's RPC tracker (foreground)")
+    t.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    t.add_argument("--port", type=int, default=9190)
+    t.set_defaults(func=cmd_tracker)
+    s = rs.add_parser("server", help="run TVM RPC server(s) registered at a tracker (foreground)")
+    s.add_argument("--key", required=True, help="device key the servers register under (e.g. x86-local)")
+    s.add_argument("--tracker", default=DEFAULT_TRACKER, help=f"HOST:PORT (default {DEFAULT_TRACKER})")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="first port (default: a free one)")
+    s.add_argument("-n", type=int, default=1, help="servers to start (they share the trials)")
+    s.add_argument("--qemu", action="store_true", help="the emulated aarch64 device instead of this machine")
+    s.set_defaults(func=cmd_server)
+    q = rs.add_parser("status", help="servers and queue of a tracker")
+    q.add_argument("--tracker", default=DEFAULT_TRACKER, help=f"HOST:PORT (default {DEFAULT_TRACKER})")
+    q.set_defaults(func=cmd_status)

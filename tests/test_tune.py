@@ -1,0 +1,318 @@
+"""Auto-tuning (bnncc.tune, bnncc rpc): real TVM RPC tracker and servers on 127.0.0.1, MetaSchedule + XGBoost over
+bnncc's tunable schedules, the tuning log applied at compile time, faults (a killed server, a corrupted log line,
+an interrupted run). The qemu aarch64 device test is slow-marked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tvm
+import tvm_ffi
+from tvm import relax
+
+from bnncc import reference as ref
+from bnncc import rpc_cli
+from bnncc import tune as T
+from bnncc.pipeline import build, lower
+from bnncc.relay_ops import bconv2d, bitpack
+from bnncc.targets import get_target
+
+KEY = "x86-local"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def layer(h: int = 8, c: int = 64, o: int = 64, bits: int = 32, seed: int = 0):
+    """1×h×h×c float input → bitpack → bconv2d 3×3 same (pad 1), identity output transform (exact accumulators)."""
+    rng = np.random.default_rng(seed)
+    kernel = rng.standard_normal((3, 3, c, o)).astype(np.float32)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, h, h, c), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            p = bb.emit(bitpack(x, bits=bits))
+            out = bb.emit_output(bconv2d(p, kernel, np.ones(o, np.float32), np.zeros(o, np.float32),
+                                         padding="same", pad_value=1, out="float32"))
+        bb.emit_func_output(out)
+    return bb.get(), kernel
+
+
+def oracle(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    acc = ref.bconv2d_acc(ref.binarize(x), ref.binarize(kernel.transpose(3, 0, 1, 2)), padding="same", pad_value=1)
+    return acc.astype(np.float32)
+
+
+def _records(directory: Path) -> list[str]:
+    path = directory / T.RECORD_FILE
+    return [ln for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+
+
+def _body_equal(a, b) -> bool:
+    return bool(tvm_ffi.structural_equal(a.body, b.body, map_free_vars=True))
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """A TVM RPC tracker and two RPC servers (this machine) registered as KEY, all on 127.0.0.1."""
+    logs = tmp_path_factory.mktemp("fleet-logs")
+    tracker, addr = rpc_cli.start_tracker(log_path=logs / "tracker.log")
+    servers = []
+    try:
+        for i in range(2):
+            servers.append(rpc_cli.start_server(addr, KEY, log_path=logs / f"server{i}.log"))
+        yield addr, servers, logs
+    finally:
+        for p in [*servers, tracker]:
+            rpc_cli.stop(p)
+
+
+@pytest.fixture(scope="module")
+def fleet_tuned(fleet, tmp_path_factory):
+    """One small binary conv tuned for a handful of trials through the two servers."""
+    addr, _servers, logs = fleet
+    mod, kernel = layer()
+    log_dir = tmp_path_factory.mktemp("tuned") / "host-log"
+    lines: list[str] = []
+    report = T.tune(mod, "host", log_dir=log_dir, trials=6, trials_per_iter=3, rpc=addr, key=KEY, verify_rounds=3,
+                    fallback=False, seed=1, progress=lines.append)
+    return mod, kernel, log_dir, report, lines, logs
+
+
+def test_tune_through_rpc_fleet_then_compile_uses_the_tuned_trace(fleet_tuned):
+    mod, kernel, log_dir, report, lines, logs = fleet_tuned
+    (task,) = report.tasks
+    assert task.kind == "binary" and task.new_trials >= 6 and task.checked and task.choice == "tuned"
+    assert any("6/6 trials" in ln for ln in lines), lines  # a progress line per batch
+    # every trial is in the trials database, the winner in the committed one
+    assert len(_records(log_dir / T.TRIALS_DIR)) >= 6
+    assert len(_records(log_dir)) == 1
+    summary = json.loads((log_dir / T.SUMMARY_FILE).read_text())
+    assert summary["target"]["log_name"] == T.log_name("host")
+    # both servers under the key measured trials
+    for i in range(2):
+        assert "load_module" in (logs / f"server{i}.log").read_text(), f"server {i} ran no trial"
+    # MetaSchedule's logging went to the log directory, not to the console
+    assert (log_dir / T.LOGS_DIR / "metaschedule.log").stat().st_size > 0
+
+    spec = get_target("host")
+    tlog = T.TuningLog.resolve(log_dir, spec)
+    lowered = lower(mod, spec, tuning=tlog)
+    assert tlog.last_report["tuned_ops"] == 1
+    (name,) = tlog.last_report["tuned_funcs"]
+    # the compiled PrimFunc is exactly the committed record's trace replayed, not bnncc's default schedule
+    (rec,) = T.open_database(log_dir).get_all_tuning_records()
+    tuned = rec.as_measure_candidate().sch.mod["main"]
+    assert _body_equal(lowered[name], tuned)
+    default = T.default_schedule(rec.workload.mod, spec.tvm_target()).mod["main"]
+    assert T.decisions(rec.trace) and not _body_equal(lowered[name], default)
+
+    exe = build(mod, spec, tuning_log=log_dir)
+    assert exe.stats["tuned_ops"] == 1 and exe.stats["tunable_ops"] == 1
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 8, 8, 64)).astype(np.float32)
+    np.testing.assert_array_equal(exe(x), oracle(x, kernel))  # bit-exact
+    if tvm.target.codegen.llvm_cpu_has_features(["avx512vpopcntdq"], spec.tvm_target()):
+        assert "vpopcnt" in exe.assembly()  # the popcount instruction is still there
+
+
+def test_rpc_status_cli(fleet):
+    addr, _servers, _logs = fleet
+    res = subprocess.run([sys.executable, "-m", "bnncc", "rpc", "status", "--tracker", addr], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if KEY in ln)
+    assert line.split()[1] == "2"  # two servers under the key
+
+
+def test_default_kept_when_not_faster(fleet_tuned, tmp_path):
+    """Never slower than the default: when the tuned schedule does not beat it (here: by a 1000x margin no schedule
+    reaches), nothing is committed and compile keeps bnncc's default schedule."""
+    mod, kernel, log_dir, _report, _lines, _logs = fleet_tuned
+    copy = tmp_path / "log"
+    shutil.copytree(log_dir, copy)
+    (copy / T.SUMMARY_FILE).unlink()  # forget the decision; the trials stay (no new trial is run)
+    report = T.tune(mod, "host", log_dir=copy, trials=6, verify_rounds=1, min_gain=0.999, progress=None)
+    (task,) = report.tasks
+    assert task.new_trials == 0 and task.choice == "default"
+    assert _records(copy) == []
+    exe = build(mod, "host", tuning_log=copy)
+    assert exe.stats["tuned_ops"] == 0
+    x = np.random.default_rng(4).standard_normal((1, 8, 8, 64)).astype(np.float32)
+    np.testing.assert_array_equal(exe(x), oracle(x, kernel))
+
+
+def test_killed_server_tuning_completes(tmp_path):
+    """One of two servers is killed mid-run: its trial fails, the other server takes the rest."""
+    tracker, addr = rpc_cli.start_tracker(log_path=tmp_path / "tracker.log")
+    servers = []
+    try:
+        for i in range(2):
+            servers.append(rpc_cli.start_server(addr, KEY, log_path=tmp_path / f"server{i}.log"))
+        killed = []
+
+        def progress(line: str) -> None:
+            if " trials, best " in line and not killed:  # after the first batch
+                rpc_cli.stop(servers[0])
+                killed.append(time.monotonic())
+
+        mod, kernel = layer(seed=5)
+        report = T.tune(mod, "host", log_dir=tmp_path / "log", trials=6, trials_per_iter=2, rpc=addr, key=KEY,
+                        session_timeout=20, verify_rounds=2, fallback=False, progress=progress)
+        assert killed, "the server was never killed"
+        (task,) = report.tasks
+        assert task.new_trials >= 6 and task.checked
+        trials = [json.loads(ln) for ln in _records(tmp_path / "log" / T.TRIALS_DIR)]
+        ok = [t for t in trials if t[1][1] is not None and all(s < 1e9 for s in t[1][1])]
+        assert len(ok) >= 4  # the surviving server measured the batches after the kill
+        assert len(rpc_cli.status(addr)["servers"].get(KEY, [])) == 1
+        exe = build(mod, "host", tuning_log=tmp_path / "log")
+        x = np.random.default_rng(6).standard_normal((1, 8, 8, 64)).astype(np.float32)
+        np.testing.assert_array_equal(exe(x), oracle(x, kernel))
+    finally:
+        for p in [*servers, tracker]:
+            rpc_cli.stop(p)
+
+
+def _database_with(directory: Path, mods) -> None:
+    """A MetaSchedule JSON database with one record (bnncc's default schedule) per module."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.meta_schedule.database import JSONDatabase, TuningRecord
+
+    target = get_target("host").tvm_target()
+    db = JSONDatabase(work_dir=str(directory))
+    for m in mods:
+        wl = db.commit_workload(m)
+        sch = T.default_schedule(m, target)
+        db.commit_tuning_record(TuningRecord(sch.trace, wl, [1e-5], target, ArgInfo.from_prim_func(m["main"])))
+
+
+def test_corrupt_lines_are_moved_aside(tmp_path):
+    tasks = [T.extract_tasks(layer(h=h)[0])[0] for h in (4, 6, 8)]
+    _database_with(tmp_path, [t.mod for t in tasks])
+    rec_path, wl_path = tmp_path / T.RECORD_FILE, tmp_path / T.WORKLOAD_FILE
+    recs = rec_path.read_text().splitlines()
+    # a record truncated mid-line (a killed writer), and a hand edit gone wrong in the workload table
+    rec_path.write_text("\n".join([recs[0][: len(recs[0]) // 2], *recs[1:]]) + "\n")
+    wls = wl_path.read_text().splitlines()
+    wl_path.write_text("\n".join([wls[0], "[\"123\", not json", wls[2]]) + "\n")
+    warnings: list[str] = []
+    moved = T.sanitize_database(tmp_path, warn=warnings.append)
+    assert moved == 3  # the truncated record, the bad workload line, and the record of that workload
+    assert any(f"{rec_path}:1:" in w for w in warnings) and any(f"{wl_path}:2:" in w for w in warnings)
+    aside = Path(f"{rec_path}.corrupt").read_text()
+    assert recs[0][: len(recs[0]) // 2] in aside and recs[1] in aside  # nothing a user wrote is lost
+    assert "not json" in Path(f"{wl_path}.corrupt").read_text()
+    # the third record survives, renumbered to its workload's new line
+    db = T.open_database(tmp_path, warn=warnings.append)
+    (rec,) = db.get_all_tuning_records()
+    assert tvm_ffi.structural_equal(rec.workload.mod, tasks[2].mod)
+    assert len(warnings) == 3  # clean after the first pass
+    # and compile applies it (the record is the default trace: same code, but marked tuned)
+    exe = build(layer(h=8)[0], "host", tuning_log=tmp_path)
+    assert exe.stats["tuned_ops"] == 1
+
+
+_RESUME_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_tune import layer
+    from bnncc import tune as T
+    T.tune(layer(h=8, c=64, o=128)[0], "host", log_dir={log!r}, trials=10, trials_per_iter=2, verify_rounds=1,
+           seed=2)
+""")
+
+
+def test_resume_after_interrupt(tmp_path):
+    """Ctrl-C mid-run keeps every measured record (MetaSchedule's JSON database appends each one as it comes);
+    the rerun measures only the rest."""
+    log = tmp_path / "log"
+    script = _RESUME_SCRIPT.format(tests=str(Path(__file__).parent), log=str(log))
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    trials = log / T.TRIALS_DIR
+    snapshots = []
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and len(_records(trials)) < 4:
+            assert proc.poll() is None, proc.stderr.read()
+            text = (trials / T.RECORD_FILE).read_text() if (trials / T.RECORD_FILE).is_file() else ""
+            if text and (not snapshots or snapshots[-1] != text):
+                snapshots.append(text)
+            time.sleep(0.2)
+        assert len(_records(trials)) >= 4
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    # appended, never rewritten: each snapshot is a prefix of the next, every line a whole record
+    final = (trials / T.RECORD_FILE).read_text()
+    for a, b in zip(snapshots, [*snapshots[1:], final], strict=True):
+        assert b.startswith(a)
+    kept = [json.loads(ln) for ln in _records(trials)]
+    assert len(kept) >= 4
+    lines: list[str] = []
+    mod = layer(h=8, c=64, o=128)[0]
+    report = T.tune(mod, "host", log_dir=log, trials=10, trials_per_iter=2, verify_rounds=1, progress=lines.append)
+    (task,) = report.tasks
+    assert any(f"resuming after {len(kept)}" in ln for ln in lines) or task.new_trials == 0, lines
+    assert task.trials == min(10, task.space)
+    assert task.new_trials <= min(10, task.space) - len(kept)
+    # a third run has nothing left to do
+    again = T.tune(mod, "host", log_dir=log, trials=10, progress=None)
+    assert again.tasks[0].new_trials == 0 and again.trials == 0
+
+
+def test_log_of_another_target_is_refused(fleet_tuned, tmp_path):
+    _mod, _kernel, log_dir, *_ = fleet_tuned
+    with pytest.raises(T.TuningError, match="tuned for host-"):
+        T.TuningLog.resolve(log_dir, "x86")
+    with pytest.raises(T.TuningError, match="not a tuning log"):
+        T.TuningLog.resolve(tmp_path, "host")
+
+
+def test_space_size_counts_the_tile_decisions():
+    (task,) = T.extract_tasks(layer(h=8)[0])
+    # 8 columns: pixel tiles {1, 2, 4, 8}; 64 channels = 4 vectors of 16 (32-bit words, 512-bit registers on
+    # AVX-512, else 8 vectors of 8): channel tiles = the divisors ≤ 8 of the vector count
+    vectors = 64 // (16 if tvm.target.codegen.llvm_cpu_has_features(["avx512f"], get_target("host").tvm_target())
+                     else 8)
+    assert T.space_size(task, get_target("host").tvm_target()) == 4 * len([d for d in (1, 2, 4, 8)
+                                                                         if vectors % d == 0])
+
+
+# ------------------------------------------------------------------------------------------- aarch64 (qemu)
+@pytest.mark.slow
+def test_tune_aarch64_through_qemu_device(tmp_path):
+    """A tiny bconv tuned for the aarch64 target against the emulated device: the builder cross-compiles, the
+    candidates are checked on the device against this machine's default schedule, and the tuned model's output on
+    the device is bit-exact (emulated timings are not meaningful and never committed)."""
+    from bnncc.device import qemu
+
+    qemu.require_arm64()
+    with qemu.QemuRpcDevice(key="aarch64-tune", log_dir=tmp_path / "dev") as dev:
+        mod, kernel = layer(h=4, c=64, o=32)
+        report = T.tune(mod, "aarch64", log_dir=tmp_path / "aarch64", trials=3, trials_per_iter=3,
+                        rpc=dev.tracker, key="aarch64-tune", session_timeout=300, verify_rounds=1, fallback=False)
+        (task,) = report.tasks
+        assert task.new_trials >= 2 and task.checked and task.choice == "tuned"
+        exe = build(mod, "aarch64", tuning_log=tmp_path / "aarch64")
+        assert exe.stats["tuned_ops"] == 1
+        so = exe.export_library(tmp_path / "m.so")
+        x = np.random.default_rng(7).standard_normal((1, 4, 4, 64)).astype(np.float32)
+        remote = dev.connect(session_timeout=300)
+        got = qemu.run_vm_remote(remote, so, [x])
+        np.testing.assert_array_equal(got, oracle(x, kernel))
