@@ -283,9 +283,13 @@ def cmd_tune(args) -> int:
     model, path = _keras_model(args.model, args.input_size)
     _say(f"bnncc: importing {args.model}")
     mod = from_keras(path or model, batch_size=args.batch, bits=args.bits)
-    report = tune(mod, args.target, log_dir=args.log, trials=args.trials, rpc=args.rpc, key=args.key,
-                  float_tasks=args.float_tasks, session_timeout=args.session_timeout, seed=args.seed,
-                  model_name=args.model, threads=args.threads)
+    try:
+        report = tune(mod, args.target, log_dir=args.log, trials=args.trials, rpc=args.rpc, key=args.key,
+                      float_tasks=args.float_tasks, session_timeout=args.session_timeout, seed=args.seed,
+                      model_name=args.model, threads=args.threads)
+    except KeyboardInterrupt:
+        _say("bnncc tune: interrupted; every trial measured so far is kept in the log: rerun to continue")
+        return 130
     print(json.dumps({"log": str(report.log_dir), "tasks": len(report.tasks), "tuned": report.tuned,
                       "trials": report.trials, "seconds": round(report.seconds, 1)}))
     return 0

@@ -24,6 +24,13 @@ class TargetSpec:
     attrs: dict = field(default_factory=dict)
     cross_compiler: str | None = None  # g++ driver used by export_library when not building for this machine
 
+    @property
+    def word_bits(self) -> int:
+        """Packed word size that suits the target: 16 on NEON (cnt + uadalp.8h, ~20 % fewer instructions per
+        binary MAC than 32-bit words), 32 on x86 (VPOPCNTDQ is as fast for 32- as for 64-bit lanes, and 32
+        wastes fewer padding bits)."""
+        return 16 if self.arch == "aarch64" else 32
+
     def tvm_target(self, num_cores: int | None = None) -> tvm.target.Target:
         cfg = {"kind": "llvm", **self.attrs}
         if num_cores:

@@ -666,6 +666,7 @@ class TaskResult:
         d["default_us"] = None if self.default_s is None else round(self.default_s * 1e6, 2)
         d["tuned_us"] = None if self.tuned_s is None else round(self.tuned_s * 1e6, 2)
         d["speedup"] = None if self.speedup is None else round(self.speedup, 3)
+        d["seconds"], d["search_seconds"] = round(self.seconds, 1), round(self.search_seconds, 1)
         del d["default_s"], d["tuned_s"]
         return d
 
@@ -977,7 +978,8 @@ def tune(model: tvm.IRModule | Sequence[Task], target: str | TargetSpec = "host"
             measured = _measured(trials_db, task)
             goal = min(trials, size)
             remaining = max(0, goal - len(measured))
-            prev = summary["tasks"].get(task.name, {})
+            skey = _summary_key(summary, task)
+            prev = summary["tasks"].get(skey, {})
             if remaining == 0 and prev.get("choice") and prev.get("trials", 0) >= goal:
                 say(f"{head}: done earlier ({prev['trials']} trials, {prev['choice']} kept)")
                 results.append(TaskResult(task.name, task.kind, task.macs, task.calls, size, len(measured), 0,
@@ -1007,7 +1009,7 @@ def tune(model: tvm.IRModule | Sequence[Task], target: str | TargetSpec = "host"
             res = TaskResult(task.name, task.kind, task.macs, task.calls, size, n_measured, new, d_t, t_t, choice,
                              checked, time.monotonic() - t0, note, search_s)
             results.append(res)
-            summary["tasks"][task.name] = res.as_json()
+            summary["tasks"][skey] = {**res.as_json(), "workload": _workload_id(task)}
             _write_summary(log_dir, summary)
             sp = f" ({res.speedup:.2f}x)" if res.speedup else ""
             say(f"{head}: tuned {_us(t_t)} vs default {_us(d_t)}{sp} → "
@@ -1023,6 +1025,19 @@ def tune(model: tvm.IRModule | Sequence[Task], target: str | TargetSpec = "host"
     say(f"bnncc tune: {sum(r.choice == 'tuned' for r in results)} of {len(results)} task(s) tuned faster than "
         f"the default; {run_trials} trials in {wall:.0f} s → {log_dir}")
     return TuneReport(log_dir, log_name(spec), measurer.where, results, wall, run_trials)
+
+
+def _workload_id(task: Task) -> str:
+    return f"{tvm_ffi_hash(task.mod) & (2**64 - 1):016x}"
+
+
+def _summary_key(summary: dict[str, Any], task: Task) -> str:
+    """The task's entry in summary.json: its name, unless another workload already has that name."""
+    wid = _workload_id(task)
+    entry = summary["tasks"].get(task.name)
+    if entry is None or entry.get("workload") in (None, wid):
+        return task.name
+    return f"{task.name}#{wid[:8]}"
 
 
 def _sec(us: float | None) -> float | None:
@@ -1043,7 +1058,7 @@ class TuningLog:
         self.path = path
         self.spec = spec
         self._db = None
-        self.last_report: dict[str, Any] = {"tuned_ops": 0, "tuning_log": None}
+        self.last_report: dict[str, Any] = {"tuned_ops": 0, "tuning_log": None, "log_name": log_name(spec)}
         self.applied: dict[str, Any] = {}  # PrimFunc name → the trace applied to it
 
     @classmethod
@@ -1065,6 +1080,11 @@ class TuningLog:
         if meta and meta.get("log_name") != log_name(spec):
             raise TuningError(f"{path} was tuned for {meta.get('log_name')}, not for {log_name(spec)} "
                               f"(target {spec.name}); use the log of this target or --no-tuning")
+        want = _target_key(spec.tvm_target())
+        for r in open_database(path, create=False).get_all_tuning_records():
+            if r.target is not None and _target_key(r.target) != want:
+                raise TuningError(f"{path} was tuned for {_target_desc(r.target)}, not for {log_name(spec)} "
+                                  f"({_target_desc(spec.tvm_target())}); use the log of this target or --no-tuning")
         return cls(path, spec)
 
     def database(self):
@@ -1096,7 +1116,7 @@ class TuningLog:
         tunable = {gv.name_hint for gv, f in mod.functions_items()
                    if isinstance(f, tirx.PrimFunc) and _describe(f) is not None}
         self.last_report = {"tuned_ops": 0, "tunable_ops": sum(calls.get(n, 1) for n in tunable),
-                            "tuning_log": str(self.path) if self.path else None}
+                            "tuning_log": str(self.path) if self.path else None, "log_name": log_name(self.spec)}
         if db is None or len(db) == 0:
             return mod
         with target, db:
@@ -1114,9 +1134,25 @@ class TuningLog:
         return new
 
 
+def _target_key(t: tvm.target.Target) -> tuple:
+    """What makes a schedule measured on one target right for another: the CPU, its features, the arch."""
+    attrs = dict(t.attrs)
+    triple = str(attrs.get("mtriple", "")) or None
+    return (t.kind.name, str(attrs.get("mcpu", "")), tuple(sorted(str(a) for a in attrs.get("mattr", ()) or ())),
+            triple.split("-")[0] if triple else None)
+
+
+def _target_desc(t: tvm.target.Target) -> str:
+    kind, mcpu, mattr, arch = _target_key(t)
+    return " ".join(x for x in (kind, f"mcpu={mcpu}" if mcpu else "", ",".join(mattr), arch or "") if x)
+
+
 def describe_tuning(stats: dict[str, Any]) -> str:
     """One line for compile's report."""
-    if stats.get("tuning_log") is None:
-        return "tuning: none (bnncc's default schedules)"
+    if "tuning_log" not in stats:
+        return "tuning: off (bnncc's default schedules)"
+    if stats["tuning_log"] is None:
+        return (f"tuning: no log for {stats.get('log_name', 'this target')} in {logs_root()} (bnncc's default "
+                "schedules; bnncc tune writes one)")
     return (f"tuning: {stats.get('tuned_ops', 0)} of {stats.get('tunable_ops', 0)} conv/dense ops tuned "
             f"({stats['tuning_log']})")

@@ -10,7 +10,7 @@ from bnncc.relay_ops import bconv2d, bdense, bitpack, bmaxpool2d
 from bnncc.testing import compile_graph, random_input
 
 CASES = settings(max_examples=300)
-bits_st = st.sampled_from([32, 64])
+bits_st = st.sampled_from([16, 32, 64])
 
 
 def _transform(draw, o):

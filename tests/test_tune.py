@@ -188,6 +188,7 @@ def _database_with(directory: Path, mods) -> None:
     from tvm.s_tir.meta_schedule.database import JSONDatabase, TuningRecord
 
     target = get_target("host").tvm_target()
+    directory.mkdir(parents=True, exist_ok=True)
     db = JSONDatabase(work_dir=str(directory))
     for m in mods:
         wl = db.commit_workload(m)
@@ -316,3 +317,28 @@ def test_tune_aarch64_through_qemu_device(tmp_path):
         remote = dev.connect(session_timeout=300)
         got = qemu.run_vm_remote(remote, so, [x])
         np.testing.assert_array_equal(got, oracle(x, kernel))
+
+
+def test_compile_cli_applies_the_matching_log(tmp_path, monkeypatch, capsys):
+    """``bnncc compile`` finds tuning_logs/<target>/ by itself and says how many ops it tuned; --no-tuning and
+    --tuning-log override it; a log of another target is refused with a clear error."""
+    from bnncc import from_keras, models
+    from bnncc.cli import main
+
+    model = models.build("quicknet_small", input_shape=(32, 32, 3))
+    tasks = T.extract_tasks(from_keras(model), "host", float_tasks=0)
+    root = tmp_path / "logs"
+    log = root / T.log_name("host")
+    _database_with(log, [t.mod for t in tasks])  # bnncc's default traces as the "tuned" records: cheap
+    monkeypatch.setenv("BNNCC_TUNING_LOGS", str(root))
+    monkeypatch.chdir(tmp_path)
+    calls = sum(t.calls for t in tasks)
+
+    assert main(["compile", "quicknet_small", "--input-size", "32", "-o", "a.so"]) == 0
+    err = capsys.readouterr().err
+    assert f"tuning: {calls} of " in err and str(log) in err
+    assert main(["compile", "quicknet_small", "--input-size", "32", "-o", "b.so", "--no-tuning"]) == 0
+    assert "tuning: off" in capsys.readouterr().err
+    assert main(["compile", "quicknet_small", "--input-size", "32", "-o", "c.so", "--target", "x86",
+                 "--tuning-log", str(log)]) == 2
+    assert "was tuned for llvm mcpu=" in capsys.readouterr().err

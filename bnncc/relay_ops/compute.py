@@ -16,6 +16,16 @@ def _popcount(x: te.Tensor | tirx.PrimExpr) -> tirx.PrimExpr:
     return tirx.popcount(x).astype("int32")
 
 
+def _accumulator_type(word: str, max_bits: int) -> str:
+    """Popcounts accumulate in the word type (no per-lane widening in the inner loop) when the sum fits."""
+    return word if max_bits < 2 ** int(word[4:]) else "uint32"
+
+
+def _popcount_as(x, dtype: str):
+    p = tirx.popcount(x)
+    return p if str(x.ty) == dtype else p.astype(dtype)
+
+
 def bitpack(data: te.Tensor, bits: int, groups: int) -> te.Tensor:
     """Float [..., C] → uint{bits} [..., groups·⌈C/groups/bits⌉]; bit = (x < 0), zero padding bits."""
     c = int(data.shape[-1])
@@ -167,11 +177,12 @@ def bconv2d(data: te.Tensor, weight: te.Tensor, post: te.Tensor, correction: te.
     rkh = te.reduce_axis((0, kh), name="kh")
     rkw = te.reduce_axis((0, kw), name="kw")
     rk = te.reduce_axis((0, wg), name="k")
-    # Accumulate in the word type (no per-lane conversion in the inner loop); acc casts once.
+    acc_t = _accumulator_type(str(data.dtype), kh * kw * wg * bits)
     popc = te.compute(
         (n, oh, ow, o),
         lambda b, y, x, c: te.sum(
-            tirx.popcount(xpad[b, y * sh + rkh * dh, x * sw + rkw * dw, (c // og) * wg + rk] ^ wt(c, rkh, rkw, rk)),
+            _popcount_as(xpad[b, y * sh + rkh * dh, x * sw + rkw * dw, (c // og) * wg + rk] ^ wt(c, rkh, rkw, rk),
+                         acc_t),
             axis=[rkh, rkw, rk]),
         name="bnncc_bconv",
     )
@@ -192,7 +203,8 @@ def bdense(data: te.Tensor, weight: te.Tensor, post: te.Tensor, *, channels_in: 
     o, wd = weight.shape
     bits = int(str(data.dtype)[4:])
     k = te.reduce_axis((0, wd), name="k")
-    popc = te.compute((n, o), lambda b, c: te.sum(tirx.popcount(data[b, k] ^ weight[c, k]), axis=k),
+    acc_t = _accumulator_type(str(data.dtype), int(wd) * bits)
+    popc = te.compute((n, o), lambda b, c: te.sum(_popcount_as(data[b, k] ^ weight[c, k], acc_t), axis=k),
                       name="bnncc_bdense")
     acc = te.compute(popc.shape, lambda b, c: channels_in - 2 * popc[b, c].astype("int32"), name="bnncc_acc")
     return _transform(acc, post, out, clamp, bits)
