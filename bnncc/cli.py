@@ -79,15 +79,17 @@ def _float_size(model) -> int:
 
 # ------------------------------------------------------------------------------------------- commands
 def cmd_compile(args) -> int:
-    from . import from_keras
     from .pipeline import build, check_writable
 
     check_writable(Path(args.output))
     t0 = time.perf_counter()
     model, path = _keras_model(args.model, args.input_size)
     _say(f"bnncc: importing {args.model}")
-    mod = from_keras(model, batch_size=args.batch, bits=args.bits) if path is None else from_keras(
-        path, batch_size=args.batch, bits=args.bits)
+    from .frontend.keras import from_keras as import_keras
+    from .targets import get_target
+
+    mod = import_keras(model, batch_size=args.batch, bits=args.bits or get_target(args.target).word_bits,
+                       source=path)
     _say(f"bnncc: compiling for {args.target}")
     exe = build(mod, args.target, tuning_log=None if args.no_tuning else (args.tuning_log or "auto"))  # tuning
     out = exe.export_library(args.output)
@@ -137,7 +139,15 @@ def cmd_bench(args) -> int:
     from .pipeline import load
 
     _set_threads(args.threads)
-    if args.model.endswith(".so"):
+    if args.rpc:  # time on the remote device: a compiled library only
+        from .rpc import time_remote
+
+        if not args.model.endswith(".so") or not args.input_shape:
+            raise BnnccError("--rpc benchmarks a compiled library: give MODEL.so and --input-shape")
+        x = np.random.default_rng(0).standard_normal(_shape(args.input_shape)).astype(np.float32)
+        samples = time_remote(args.model, [x], args.rpc, args.key, repeats=args.repeats)
+        exe = None
+    elif args.model.endswith(".so"):
         exe = load(args.model)
         if not args.input_shape:
             raise BnnccError("--input-shape is needed to benchmark a compiled library (e.g. 1,224,224,3)")
@@ -146,8 +156,9 @@ def cmd_bench(args) -> int:
         model, _ = _keras_model(args.model, args.input_size)
         exe = bnncc_compile(model, args.target)
         shape = (1, *model.inputs[0].shape[1:])
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    samples = exe.time(x, repeats=args.repeats)
+    if exe is not None:
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        samples = exe.time(x, repeats=args.repeats)
     ms = float(np.median(samples)) * 1e3
     print(json.dumps({"model": args.model, "threads": args.threads, "median_ms": round(ms, 4),
                       "repeats": args.repeats}))
@@ -215,7 +226,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="the shared library to write (.so)")
     c.add_argument("--target", default="host", choices=target_names())
     c.add_argument("--batch", type=int, default=1)
-    c.add_argument("--bits", type=int, default=32, choices=(32, 64), help="packed word size")
+    c.add_argument("--bits", type=int, choices=(16, 32, 64),
+                   help="packed word size (default: the target's, 16 on aarch64, 32 on x86)")
     c.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
     # tuning (bnncc.tune): the log of tuning_logs/ for the target is applied unless told otherwise
     tl = c.add_mutually_exclusive_group()
@@ -239,6 +251,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--target", default="host", choices=target_names())
     b.add_argument("--input-size", type=int)
     b.add_argument("--input-shape", help="input shape for a .so, e.g. 1,224,224,3")
+    b.add_argument("--rpc", help="HOST:PORT of a TVM RPC tracker: time the .so on a remote device")
+    b.add_argument("--key", default="aarch64-qemu", help="device key at the tracker")
     b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("models", help="the model zoo with parameter and MAC counts")

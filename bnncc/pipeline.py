@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import tempfile
 import time
@@ -170,13 +171,17 @@ def load(path: str | os.PathLike) -> Executable:
     path = Path(path)
     if not path.is_file():
         raise BnnccError(f"{path}: no such compiled model")
+    from .rpc import library_arch
+
+    arch = library_arch(path)
+    if arch is not None and arch != platform.machine():
+        raise BnnccError(f"{path}: built for {arch}, this machine is {platform.machine()}; run it on such a "
+                         "device (bnncc run --rpc HOST:PORT --key KEY, or deploy/)")
     try:
         ex = tvm.runtime.load_module(str(path))
     except Exception as e:  # noqa: BLE001 - TVM raises many kinds
         raise BnnccError(f"{path}: not a library bnncc can load ({str(e).splitlines()[-1]})") from None
     return Executable(ex, None, str(path))
-
-
 
 
 def _tensors(inputs) -> list:

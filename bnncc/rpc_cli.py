@@ -103,8 +103,15 @@ def status(tracker: str = DEFAULT_TRACKER) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- commands
+def _stop_signal(signum, _frame):
+    raise KeyboardInterrupt
+
+
 def _wait(procs: list[subprocess.Popen], what: str) -> int:
-    """Foreground until Ctrl-C or until every process has exited; stops them on the way out."""
+    """Foreground until Ctrl-C (or SIGTERM/SIGHUP) or until every process has exited; stops them on the way out
+    (they run in their own sessions, so nothing else would)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _stop_signal)
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)

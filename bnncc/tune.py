@@ -626,12 +626,15 @@ def check_outputs(task: Task, artifacts: Sequence[str | None], spec: TargetSpec,
     sess = request_session(measurer.rpc, measurer.key, session_timeout=600.0, request_timeout=600.0)
     try:
         ok = []
-        for art in artifacts:
+        for i, art in enumerate(artifacts):
             if art is None:
                 ok.append(False)
                 continue
-            sess.upload(art, "bnncc_check.so")
-            ok.append(_same(_run_lib(sess.load_module("bnncc_check.so"), args, sess.cpu()), want))
+            # A name per library: overwriting a library the device process has loaded, then loading it again,
+            # gets the old (now corrupt) mapping back from dlopen (the session segfaults).
+            name = f"bnncc_check{i}.so"
+            sess.upload(art, name)
+            ok.append(_same(_run_lib(sess.load_module(name), args, sess.cpu()), want))
         return ok
     finally:
         del sess
@@ -941,7 +944,8 @@ def tune(model: tvm.IRModule | Sequence[Task], target: str | TargetSpec = "host"
          model_name: str = "") -> TuneReport:
     """Tune a Relax module (or given tasks) for ``target``; the log goes to ``log_dir`` (default
     ``tuning_logs/<target>/``). ``trials``: per task (fewer when the task's space is smaller). ``threads``: of
-    the kernels measured by the local runner (default: TVM's, ``TVM_NUM_THREADS`` or half the cores).
+    the kernels measured by the local runner (default ``TVM_NUM_THREADS``, which bnncc sets to every core: tune
+    with the thread count the model will run with).
     ``fallback=False`` commits the best tuned schedule even when it is not faster than the default (tests)."""
     t_start = time.monotonic()
     if threads:

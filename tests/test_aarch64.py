@@ -232,7 +232,7 @@ def _bconv_case(packed_input: bool):
         def body(bb, xp):
             return bconv2d(xp, kernel, **kw)
 
-        data = reference.bitpack(x)
+        data = reference.bitpack(x, bits=16)  # the aarch64 default word size
     else:  # bitpack + bconv2d, padded with 0, strided and dilated
         kw = dict(padding="same", pad_value=0, strides=(2, 1), dilation=(1, 2))
 
