@@ -38,7 +38,8 @@ LAYER_COLUMNS = ["layer", "shape", "space", "trials", "kept", "default µs", "tu
                  "speedup at tuning", "tuned G binary MAC/s", "max rel err"]
 NET_COLUMNS = ["network", "tuned ops", "default ms", "tuned ms", "speedup", "rel err tuned vs default",
                "same top-1"]
-FLEET_COLUMNS = ["runner", "servers", "trials", "search s", "trials/min", "vs 1 server"]
+FLEET_COLUMNS = ["runner", "servers", "trials", "search s", "trials/min", "vs 1 server", "build s", "measure s",
+                 "cost model s"]
 
 
 def _say(msg: str) -> None:
@@ -142,35 +143,50 @@ def bench_quicknet(log: Path, *, repeats: int, burst_ms: float, size: int = 224)
             "rel err tuned vs default": err, "same top-1": bool(a.argmax() == b.argmax())}
 
 
-def bench_fleet(layer: C.BconvLayer, *, bits: int, trials: int, per_iter: int) -> list[dict]:
-    """Trials per minute of the search on a fresh log: local runner, then RPC with 1 and 2 servers."""
+def bench_fleet(layer: C.BconvLayer, *, bits: int, trials: int, per_iter: int, rounds: int = 2) -> list[dict]:
+    """Trials per minute of the search on a fresh log: local runner, then RPC with 1 and 2 servers (``rounds``
+    alternating rounds, summed), with MetaSchedule's profile of where the search time goes."""
+    from tvm.s_tir import meta_schedule as ms
+
     from bnncc import rpc_cli
     from bnncc import tune as T
 
     mod = layer_module(layer, bits)[0]
+    totals: dict[int, dict[str, float]] = {}
+    for _ in range(rounds):
+        for servers in (0, 1, 2):
+            with tempfile.TemporaryDirectory(prefix="bnncc-bench-fleet-") as td:
+                procs = []
+                kw = {}
+                try:
+                    if servers:
+                        tracker, addr = rpc_cli.start_tracker(log_path=Path(td) / "tracker.log")
+                        procs.append(tracker)
+                        for i in range(servers):
+                            procs.append(rpc_cli.start_server(addr, "x86-bench", log_path=Path(td) / f"s{i}.log"))
+                        kw = {"rpc": addr, "key": "x86-bench"}
+                    with ms.Profiler() as prof:
+                        (task,) = T.tune(mod, "host", log_dir=Path(td) / "log", trials=trials,
+                                         trials_per_iter=per_iter, float_tasks=0, verify_rounds=1, progress=_say,
+                                         **kw).tasks
+                    spent = prof.get()
+                finally:
+                    for p in procs:
+                        rpc_cli.stop(p)
+            t = totals.setdefault(servers, {"trials": 0, "search": 0.0, "build": 0.0, "measure": 0.0, "model": 0.0})
+            t["trials"] += task.new_trials
+            t["search"] += task.search_seconds
+            t["build"] += spent.get("SendToBuilder", 0.0)
+            t["measure"] += spent.get("SendToRunner", 0.0) + spent.get("JoinRunnerFutures", 0.0)
+            t["model"] += spent.get("MeasureCallback/UpdateCostModel", 0.0)
     rows = []
-    for servers in (0, 1, 2):
-        with tempfile.TemporaryDirectory(prefix="bnncc-bench-fleet-") as td:
-            procs = []
-            kw = {}
-            try:
-                if servers:
-                    tracker, addr = rpc_cli.start_tracker(log_path=Path(td) / "tracker.log")
-                    procs.append(tracker)
-                    for i in range(servers):
-                        procs.append(rpc_cli.start_server(addr, "x86-bench", log_path=Path(td) / f"s{i}.log"))
-                    kw = {"rpc": addr, "key": "x86-bench"}
-                (task,) = T.tune(mod, "host", log_dir=Path(td) / "log", trials=trials, trials_per_iter=per_iter,
-                                 float_tasks=0, verify_rounds=1, progress=_say, **kw).tasks
-            finally:
-                for p in procs:
-                    rpc_cli.stop(p)
-        rate = task.new_trials / task.search_seconds * 60 if task.search_seconds else None
+    for servers, t in totals.items():
         rows.append({"runner": "RPCRunner" if servers else "LocalRunner", "servers": servers or "–",
-                     "trials": task.new_trials, "search s": task.search_seconds, "trials/min": rate})
+                     "trials": t["trials"], "search s": t["search"], "trials/min": t["trials"] / t["search"] * 60,
+                     "build s": t["build"], "measure s": t["measure"], "cost model s": t["model"]})
     base = rows[1]["trials/min"]
     for r in rows:
-        r["vs 1 server"] = r["trials/min"] / base if base and r["trials/min"] else None
+        r["vs 1 server"] = r["trials/min"] / base
     return rows
 
 
@@ -186,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst-ms", type=float, default=5.0)
     p.add_argument("--no-quicknet", action="store_true")
     p.add_argument("--no-fleet", action="store_true")
-    p.add_argument("--fleet-layer", default="L2")
-    p.add_argument("--fleet-trials", type=int, default=16)
+    p.add_argument("--fleet-layer", default="L1")
+    p.add_argument("--fleet-trials", type=int, default=24)
+    p.add_argument("--fleet-rounds", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS / "tuning"), help="results path without suffix ('' for none)")
     args = p.parse_args(argv)
     log = Path(args.log) if args.log else T.default_log_dir("host")
@@ -202,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if net:
         C.print_table(net, NET_COLUMNS)
     fleet = [] if args.no_fleet else bench_fleet(C.LAYERS[args.fleet_layer], bits=args.bits,
-                                                 trials=args.fleet_trials, per_iter=8)
+                                                 trials=args.fleet_trials, per_iter=8, rounds=args.fleet_rounds)
     if fleet:
         C.print_table(fleet, FLEET_COLUMNS)
     wall = time.monotonic() - t0
@@ -238,9 +255,14 @@ def main(argv: list[str] | None = None) -> int:
         if fleet:
             extra += ["", "## Tuning throughput: local runner, RPC with 1 and 2 servers (this machine)", "",
                       C._markdown_table(fleet, FLEET_COLUMNS), "",
-                      f"- {args.fleet_layer} tuned from scratch, {args.fleet_trials} trials, batches of 8: builds "
-                      "(LocalBuilder, 2 processes) then measurements (RPCRunner, one session per server at a time). "
-                      "The servers run on the same 2 cores as the builder and the search."]
+                      f"- {args.fleet_layer} tuned from scratch ({args.fleet_trials} trials, batches of 8), "
+                      f"{args.fleet_rounds} rounds alternating the three set-ups, summed. Each batch is built "
+                      "(LocalBuilder, 2 processes), then measured (RPCRunner: one session per server at a time, "
+                      "up to one per server in parallel), then the XGBoost model is updated and the evolutionary "
+                      "search proposes the next batch. build/measure/cost model s: MetaSchedule's profile "
+                      "(SendToBuilder; SendToRunner + JoinRunnerFutures; UpdateCostModel).",
+                      "- The servers run on the same 2 cores as the builder, the cost model and the search: a second "
+                      "server can only overlap measurements, which are a minority of a trial's time here."]
         md.write_text(text + "\n".join(extra) + "\n")
         js_data = json.loads(js.read_text())
         js_data["quicknet"], js_data["fleet"] = net, fleet

@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tvm-spin-count", type=int, default=None,
                    help="TVM_THREAD_POOL_SPIN_COUNT: sched_yield calls before an idle TVM worker sleeps "
                         "(TVM's default 300000 ≈ 0.1 s)")
+    p.add_argument("--breakdown", default="", help="zoo model whose per-kernel time breakdown to write (quicknet)")
     p.add_argument("--roofline-seconds", type=float, default=0.05, help="length of one roofline probe call")
     p.add_argument("--out", default=str(RESULTS / "x86"), help="results path without suffix ('' for none)")
     args = p.parse_args(argv)
@@ -404,7 +405,33 @@ def main(argv: list[str] | None = None) -> int:
             notes = [timing, "speedup vs LCE best: over the three LCE configurations.", threads_note]
             _write(base.with_name(base.name + "-networks"), net_rows, meta, NETWORK_COLUMNS,
                    "bnncc on x86: whole networks", notes)
+    if args.breakdown:
+        write_breakdown(args.breakdown, Path(args.out or RESULTS / "x86").with_name(f"x86-{args.breakdown}-breakdown"))
     return 0
+
+
+def write_breakdown(name: str, base: Path, threads: int = 1) -> None:
+    """Per-kernel time of a zoo model at 224×224 (bnncc.profile: each compiled kernel timed alone), so the next
+    bottleneck is visible: binary kernels vs float ones."""
+    import bnncc
+    from bnncc import models
+    from bnncc.profile import kernel_times
+
+    R.set_tvm_threads(threads)
+    rows = kernel_times(bnncc.from_keras(models.build(name, (224, 224, 3))), repeats=40)
+    total = sum(r["ms_total"] for r in rows)
+    binary = sum(r["ms_total"] for r in rows if r["binary"])
+    table = [{"kernel": r["kernel"], "kind": "binary" if r["binary"] else "float", "calls": r["calls"],
+              "ms per call": round(r["ms_per_call"], 4), "ms total": round(r["ms_total"], 4),
+              "share": f"{r['ms_total'] / total:.1%}"} for r in rows]
+    C.print_table(table)
+    notes = [f"{name} 224×224, {threads} thread: sum of kernels {total:.3f} ms, binary kernels (bitpack, bconv with "
+             f"their fused epilogues) {binary:.3f} ms = {binary / total:.0%}, float kernels {total - binary:.3f} ms.",
+             "Each scheduled kernel of the compiled model is built alone and timed with TVM's time_evaluator on "
+             "random inputs (warm caches); a fused kernel's name lists what was fused into it."]
+    C.write_results(base.with_name(base.name + ".md"), base.with_name(base.name + ".json"), table,
+                    C.collect_meta([threads]), title=f"bnncc on x86: per-kernel breakdown of {name}", notes=notes)
+    print(f"wrote {base}.md")
 
 
 if __name__ == "__main__":

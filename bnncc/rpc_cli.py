@@ -107,11 +107,15 @@ def _stop_signal(signum, _frame):
     raise KeyboardInterrupt
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop the command like Ctrl-C (SIGINT, also when a shell started it in the background)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _stop_signal)
+
+
 def _wait(procs: list[subprocess.Popen], what: str) -> int:
     """Foreground until Ctrl-C (or SIGTERM/SIGHUP) or until every process has exited; stops them on the way out
     (they run in their own sessions, so nothing else would)."""
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, _stop_signal)
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -126,12 +130,14 @@ def _wait(procs: list[subprocess.Popen], what: str) -> int:
 
 
 def cmd_tracker(args) -> int:
+    _stop_on_signals()
     proc, addr = start_tracker(args.host, args.port)
     _say(f"bnncc rpc: tracker on {addr} (Ctrl-C stops it); servers: bnncc rpc server --tracker {addr} --key KEY")
     return _wait([proc], "tracker")
 
 
 def cmd_server(args) -> int:
+    _stop_on_signals()
     procs: list[subprocess.Popen] = []
     try:
         for _ in range(args.n):
