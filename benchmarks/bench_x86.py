@@ -134,7 +134,7 @@ def layer_params(model: tf.keras.Model) -> dict[str, Any]:
             "pad_value": int(round(float(cfg.get("pad_values", 0.0))))}
 
 
-def compile_layer(model: tf.keras.Model, bits: int = 64, target: str = "host"):
+def compile_layer(model: tf.keras.Model, bits: int = 64, target: str = "host", tuning_log: str | None = None):
     """bnncc's executable for a ``bconv_layer_model``: float NHWC → bitpack → bconv2d (float output)."""
     from bnncc.relay_ops import bconv2d, bitpack
     from bnncc.testing import compile_graph
@@ -147,7 +147,7 @@ def compile_layer(model: tf.keras.Model, bits: int = 64, target: str = "host"):
         return bconv2d(packed, p["kernel"], p["multiplier"], p["bias"], padding=p["padding"],
                        pad_value=p["pad_value"], out="float32")
 
-    return compile_graph(body, (shape, "float32"), target=target)
+    return compile_graph(body, (shape, "float32"), target=target, tuning_log=tuning_log)
 
 
 def rel_err(got: np.ndarray, want: np.ndarray) -> float:
@@ -178,13 +178,14 @@ def _speedups(row: dict, lce_cols: Sequence[str], xnn_col: str) -> None:
 
 def bench_layer(layer: C.BconvLayer, threads: Sequence[int] = (1, 2), repeats: int = 20, warmup: int = 3,
                 roofline: dict[int, R.Roofline] | None = None, *, bits: int = 64, seed: int = 0,
-                tol: float = REL_TOL, burst_ms: float = 0.0) -> list[dict]:
-    """Check bnncc against LCE on ``layer``, then time all contenders for each thread count; one row each."""
+                tol: float = REL_TOL, burst_ms: float = 0.0, tuning_log: str | None = None) -> list[dict]:
+    """Check bnncc against LCE on ``layer``, then time all contenders for each thread count; one row each.
+    ``tuning_log="auto"`` applies the committed tuning log of this CPU, as ``bnncc compile`` does."""
     model = C.bconv_layer_model(layer.input_shape, layer.filters, seed=seed)
     lce_fb = C.lce_convert(model)
     float_fb = C.tflite_convert_float(C.float_twin(model))
     x = np.random.default_rng(seed + 1).normal(size=layer.input_shape).astype(np.float32)
-    bnncc = BnnccRunner(compile_layer(model, bits))
+    bnncc = BnnccRunner(compile_layer(model, bits, tuning_log=tuning_log))
 
     want = C.LceRunner(None, 1, True, flatbuffer=lce_fb)(x)
     err = rel_err(bnncc(x), want)
@@ -267,7 +268,7 @@ def standin_entry(input_shape: Sequence[int] = (1, 14, 14, 64), filters: int = 6
             compile_layer(model))
 
 
-def network_entries(names: Sequence[str], seed: int = 0) -> list[NetworkEntry]:
+def network_entries(names: Sequence[str], seed: int = 0, tuning_log: str | None = None) -> list[NetworkEntry]:
     """Entries for ``--networks``: ``standin`` or a ``bnncc.models`` zoo name (built with seeded random weights,
     224×224×3, compiled with ``bnncc.compile``)."""
     entries = []
@@ -284,7 +285,7 @@ def network_entries(names: Sequence[str], seed: int = 0) -> list[NetworkEntry]:
         if name not in models.MODELS:
             raise SystemExit(f"--networks {name}: unknown; known: standin, {', '.join(models.MODELS)}")
         keras_model = models.build(name, (224, 224, 3), seed=seed)
-        entries.append((name, keras_model, compile_keras(keras_model)))
+        entries.append((name, keras_model, compile_keras(keras_model, tuning_log=tuning_log)))
     return entries
 
 
@@ -331,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tvm-spin-count", type=int, default=None,
                    help="TVM_THREAD_POOL_SPIN_COUNT: sched_yield calls before an idle TVM worker sleeps "
                         "(TVM's default 300000 ≈ 0.1 s)")
+    p.add_argument("--tuning-log", default="auto",
+                   help="'auto': bnncc with the committed tuning log of this CPU (as bnncc compile); 'none': "
+                        "bnncc's default schedules")
     p.add_argument("--breakdown", default="", help="zoo model whose per-kernel time breakdown to write (quicknet)")
     p.add_argument("--roofline-seconds", type=float, default=0.05, help="length of one roofline probe call")
     p.add_argument("--out", default=str(RESULTS / "x86"), help="results path without suffix ('' for none)")
@@ -353,11 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roofline {t} thread(s): {roof[t].gmacs:.0f} G binary MAC/s (best; median {roof[t].gmacs_median:.0f})")
     print("roofline probe hot loop:", ", ".join(f"{k} {v}" for k, v in asm.items()), flush=True)
 
-    rows = bench_layers(layers, threads, args.repeats, args.warmup, bits=args.bits, burst_ms=args.burst_ms)
+    tuning = None if args.tuning_log == "none" else args.tuning_log
+    rows = bench_layers(layers, threads, args.repeats, args.warmup, bits=args.bits, burst_ms=args.burst_ms,
+                        tuning_log=tuning)
     net_rows = []
     if args.networks:
-        net_rows = bench_networks(network_entries(_csv(args.networks)), threads, args.repeats, args.warmup,
-                                  burst_ms=args.burst_ms)
+        net_rows = bench_networks(network_entries(_csv(args.networks), tuning_log=tuning), threads, args.repeats,
+                                  args.warmup, burst_ms=args.burst_ms)
 
     # The roofline is a peak: measure it again after the benchmark and keep the better of the two.
     again = R.measure_all(probe_threads, seconds=args.roofline_seconds)
@@ -376,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
 
         meta = C.collect_meta(
             threads, repeats=args.repeats, warmup=args.warmup, burst_ms=args.burst_ms, bits=args.bits,
+            tuning_log=args.tuning_log,
             tvm=tvm.__version__, target=str(R._tvm_target()),
             tvm_env={k: os.environ.get(k) for k in TVM_ENV},
             roofline_gmacs={t: round(r.gmacs, 1) for t, r in roof.items()},

@@ -11,15 +11,16 @@ from .pipeline import Executable, build
 
 
 def compile_graph(body: Callable[..., relax.Expr], *input_types: tuple[tuple[int, ...], str],
-                  target: str = "host") -> Executable:
-    """Build ``main(*inputs) = body(bb, *inputs)`` where ``body`` emits bnncc ops with ``bb.emit``."""
+                  target: str = "host", **build_options) -> Executable:
+    """Build ``main(*inputs) = body(bb, *inputs)`` where ``body`` emits bnncc ops with ``bb.emit``;
+    ``build_options`` go to :func:`bnncc.pipeline.build` (e.g. ``tuning_log="auto"``)."""
     bb = relax.BlockBuilder()
     params = [relax.Var(f"x{i}", relax.TensorType(shape, dtype)) for i, (shape, dtype) in enumerate(input_types)]
     with bb.function("main", params):
         with bb.dataflow():
             out = bb.emit_output(body(bb, *params))
         bb.emit_func_output(out)
-    return build(bb.get(), target)
+    return build(bb.get(), target, **build_options)
 
 
 def random_input(rng: np.random.Generator, shape, zeros: float = 0.05) -> np.ndarray:
