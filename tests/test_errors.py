@@ -37,7 +37,7 @@ CASES = [
     ("bmaxpool2d-float-input", lambda: bmaxpool2d(var((1, 4, 4, 8), "float32")), POOL, "must be bitpacked"),
     ("bconv2d-int8-input", lambda: bconv2d(var((1, 4, 4, 8), "int8"), K3), CONV, "must be bitpacked"),
     ("bitpack-int-input", lambda: bitpack(var((1, 4, 4, 8), "int32")), PACK, "must be floating point"),
-    ("bitpack-bits-16", lambda: bitpack(var((1, 8), "float32"), bits=16), PACK, "bits must be 32 or 64"),
+    ("bitpack-bits-8", lambda: bitpack(var((1, 8), "float32"), bits=8), PACK, "bits must be one of (16, 32, 64)"),
     ("bconv2d-symbolic-shape", lambda: bconv2d(var((tirx.Var("n", "int64"), 4, 4, 1)), K3), CONV,
      "must have a static shape"),
     ("bitpack-not-a-tensor", lambda: bitpack(relax.Var("t", relax.TupleType([]))), PACK, "must be a tensor"),
