@@ -169,7 +169,7 @@ def bench_fleet(layer: C.BconvLayer, *, bits: int, trials: int, per_iter: int, r
                         (task,) = T.tune(mod, "host", log_dir=Path(td) / "log", trials=trials,
                                          trials_per_iter=per_iter, float_tasks=0, verify_rounds=1, progress=_say,
                                          **kw).tasks
-                    spent = prof.get()
+                    spent = {k: float(v) for k, v in prof.get().items()}  # seconds
                 finally:
                     for p in procs:
                         rpc_cli.stop(p)

@@ -280,7 +280,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, help="threads of the measured kernels (local runner)")
     t.add_argument("--session-timeout", type=float, default=60.0, help="seconds per RPC measurement session")
     t.add_argument("--batch", type=int, default=1)
-    t.add_argument("--bits", type=int, default=32, choices=(32, 64), help="packed word size")
+    t.add_argument("--bits", type=int, choices=(16, 32, 64),
+                   help="packed word size (default: the target's, as compile; tune what you compile)")
     t.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
     t.add_argument("--seed", type=int)
     t.set_defaults(func=cmd_tune)
@@ -290,13 +291,14 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_tune(args) -> int:
     from . import from_keras
+    from .targets import get_target
     from .tune import tune
 
     if args.threads:
         os.environ["TVM_NUM_THREADS"] = str(args.threads)  # the local runner's worker inherits it
     model, path = _keras_model(args.model, args.input_size)
     _say(f"bnncc: importing {args.model}")
-    mod = from_keras(path or model, batch_size=args.batch, bits=args.bits)
+    mod = from_keras(path or model, batch_size=args.batch, bits=args.bits or get_target(args.target).word_bits)
     try:
         report = tune(mod, args.target, log_dir=args.log, trials=args.trials, rpc=args.rpc, key=args.key,
                       float_tasks=args.float_tasks, session_timeout=args.session_timeout, seed=args.seed,

@@ -798,9 +798,43 @@ def _without_tensor_intrin_import():
             del sys.modules[name]
 
 
+@contextlib.contextmanager
+def _ctrl_c(say: Callable[[str], None]):
+    """Ctrl-C during tuning stops at the next safe point: after the batch being measured (its records are in the
+    database), or between tasks. A KeyboardInterrupt raised at an arbitrary point of the Python callbacks that
+    MetaSchedule's C++ search calls (cost model, search space, progress) can reach C++ code that cannot unwind it
+    (std::terminate: seen as a segfault), and otherwise comes back through TVM's FFI as a plain RuntimeError. A
+    second Ctrl-C stops at once."""
+    import signal
+    import threading
+
+    state = {"hit": False}
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield state
+        return
+
+    def handler(signum, frame):
+        if state["hit"]:
+            raise KeyboardInterrupt
+        state["hit"] = True
+        say("bnncc tune: Ctrl-C: stopping after the trials being measured (Ctrl-C again to stop now)")
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _stop_if_interrupted(state: dict | None) -> None:
+    if state and state["hit"]:
+        raise KeyboardInterrupt
+
+
 def _search(task: Task, trials: int, space: int, measurer: Measurer, trials_db, target: tvm.target.Target,
             log_dir: Path, seed: int | None, per_iter: int, report: Callable[[int, float | None], None],
-            measured: set) -> int:
+            measured: set, sigint: dict | None = None) -> int:
     """MetaSchedule's evolutionary search with an XGBoost model on one task; returns the trials measured."""
     from tvm.s_tir import meta_schedule as ms
 
@@ -815,6 +849,7 @@ def _search(task: Task, trials: int, space: int, measurer: Measurer, trials_db, 
                 t = float(np.mean([float(s) for s in r.run_secs]))
                 best[0] = t if best[0] is None else min(best[0], t)
         report(count, best[0])
+        _stop_if_interrupted(sigint)  # a safe point: this batch's records are in the database
 
     population = int(min(256, max(32, 4 * space)))
     evolutionary = ms.search_strategy.EvolutionarySearch(
@@ -969,55 +1004,17 @@ def tune(model: tvm.IRModule | Sequence[Task], target: str | TargetSpec = "host"
         raise TuningError("the model has no binary conv/dense (nor float conv/dense) to tune")
     measurer = Measurer(spec, rpc=rpc, key=key, session_timeout=session_timeout, runner_workers=runner_workers)
     results: list[TaskResult] = []
-    run_trials = 0
     say(f"bnncc tune: {len(tasks)} task(s) for {log_name(spec)} ({measurer.where}), up to {trials} trials each; "
         f"log {log_dir}")
-    with _metaschedule_logs(log_dir):
-        trials_db = open_database(log_dir / TRIALS_DIR)
-        for i, task in enumerate(tasks, 1):
-            t0 = time.monotonic()
-            head = f"bnncc tune: [{i}/{len(tasks)}] {task.name} ({task.kind}, {task.calls} call(s), " \
-                   f"{task.macs / 1e6:.0f} M MACs)"
-            size = space_size(task, tvm_target)
-            measured = _measured(trials_db, task)
-            goal = min(trials, size)
-            remaining = max(0, goal - len(measured))
-            skey = _summary_key(summary, task)
-            prev = summary["tasks"].get(skey, {})
-            if remaining == 0 and prev.get("choice") and prev.get("trials", 0) >= goal:
-                say(f"{head}: done earlier ({prev['trials']} trials, {prev['choice']} kept)")
-                results.append(TaskResult(task.name, task.kind, task.macs, task.calls, size, len(measured), 0,
-                                          _sec(prev.get("default_us")), _sec(prev.get("tuned_us")),
-                                          prev["choice"], prev.get("checked", False), 0.0, "done earlier"))
-                continue
-            new, search_s = 0, 0.0
-            if remaining:
-                resumed = f", resuming after {len(measured)}" if measured else ""
-                say(f"{head}: space of {size}, {remaining} trial(s) to run{resumed}")
-
-                done = len(measured)
-
-                def report(n, best, _head=head, _done=done, _goal=goal):
-                    say(f"{_head}: {_done + n}/{_goal} trials, best {_us(best)}")
-
-                t_search = time.monotonic()
-                new = _search(task, remaining, size, measurer, trials_db, tvm_target, log_dir, seed,
-                              trials_per_iter, report, measured)
-                search_s = time.monotonic() - t_search
-                run_trials += new
-            winner, d_t, t_t, checked, note = _verify(task, trials_db, measurer, spec, tvm_target, verify_rounds,
-                                                      VERIFY_TOP, min_gain, fallback)
-            _commit_best(log_dir, task, winner)
-            choice = "tuned" if winner is not None else "default"
-            n_measured = len(_measured(trials_db, task))
-            res = TaskResult(task.name, task.kind, task.macs, task.calls, size, n_measured, new, d_t, t_t, choice,
-                             checked, time.monotonic() - t0, note, search_s)
-            results.append(res)
-            summary["tasks"][skey] = {**res.as_json(), "workload": _workload_id(task)}
-            _write_summary(log_dir, summary)
-            sp = f" ({res.speedup:.2f}x)" if res.speedup else ""
-            say(f"{head}: tuned {_us(t_t)} vs default {_us(d_t)}{sp} → "
-                f"{'tuned schedule committed' if winner is not None else 'default kept'}")
+    with _metaschedule_logs(log_dir), _ctrl_c(say) as sigint:
+        try:
+            _tune_tasks(tasks, summary, results, spec, tvm_target, log_dir, measurer, trials, trials_per_iter,
+                        verify_rounds, min_gain, fallback, seed, say, sigint)
+        except Exception:
+            if sigint["hit"]:  # Ctrl-C, come back through TVM's FFI as another exception
+                raise KeyboardInterrupt from None
+            raise
+    run_trials = sum(r.new_trials for r in results)
     wall = time.monotonic() - t_start
     summary["runs"].append({"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                             "model": model_name, "runner": measurer.where, "trials_per_task": trials,
@@ -1029,6 +1026,58 @@ def tune(model: tvm.IRModule | Sequence[Task], target: str | TargetSpec = "host"
     say(f"bnncc tune: {sum(r.choice == 'tuned' for r in results)} of {len(results)} task(s) tuned faster than "
         f"the default; {run_trials} trials in {wall:.0f} s → {log_dir}")
     return TuneReport(log_dir, log_name(spec), measurer.where, results, wall, run_trials)
+
+
+def _tune_tasks(tasks, summary, results, spec, tvm_target, log_dir, measurer, trials, trials_per_iter,
+                verify_rounds, min_gain, fallback, seed, say, sigint=None) -> None:
+    """The tasks one after the other: search, verify, commit (each task's result is saved as soon as it is
+    decided, so an interruption loses nothing decided)."""
+    trials_db = open_database(log_dir / TRIALS_DIR)
+    for i, task in enumerate(tasks, 1):
+        _stop_if_interrupted(sigint)
+        t0 = time.monotonic()
+        head = f"bnncc tune: [{i}/{len(tasks)}] {task.name} ({task.kind}, {task.calls} call(s), " \
+               f"{task.macs / 1e6:.0f} M MACs)"
+        size = space_size(task, tvm_target)
+        measured = _measured(trials_db, task)
+        goal = min(trials, size)
+        remaining = max(0, goal - len(measured))
+        skey = _summary_key(summary, task)
+        prev = summary["tasks"].get(skey, {})
+        if remaining == 0 and prev.get("choice") and prev.get("trials", 0) >= goal:
+            say(f"{head}: done earlier ({prev['trials']} trials, {prev['choice']} kept)")
+            results.append(TaskResult(task.name, task.kind, task.macs, task.calls, size, len(measured), 0,
+                                      _sec(prev.get("default_us")), _sec(prev.get("tuned_us")),
+                                      prev["choice"], prev.get("checked", False), 0.0, "done earlier"))
+            continue
+        new, search_s = 0, 0.0
+        if remaining:
+            resumed = f", resuming after {len(measured)}" if measured else ""
+            say(f"{head}: space of {size}, {remaining} trial(s) to run{resumed}")
+
+            done = len(measured)
+
+            def report(n, best, _head=head, _done=done, _goal=goal):
+                say(f"{_head}: {_done + n}/{_goal} trials, best {_us(best)}")
+
+            t_search = time.monotonic()
+            new = _search(task, remaining, size, measurer, trials_db, tvm_target, log_dir, seed,
+                          trials_per_iter, report, measured, sigint)
+            _stop_if_interrupted(sigint)
+            search_s = time.monotonic() - t_search
+        winner, d_t, t_t, checked, note = _verify(task, trials_db, measurer, spec, tvm_target, verify_rounds,
+                                                  VERIFY_TOP, min_gain, fallback)
+        _commit_best(log_dir, task, winner)
+        choice = "tuned" if winner is not None else "default"
+        n_measured = len(_measured(trials_db, task))
+        res = TaskResult(task.name, task.kind, task.macs, task.calls, size, n_measured, new, d_t, t_t, choice,
+                         checked, time.monotonic() - t0, note, search_s)
+        results.append(res)
+        summary["tasks"][skey] = {**res.as_json(), "workload": _workload_id(task)}
+        _write_summary(log_dir, summary)
+        sp = f" ({res.speedup:.2f}x)" if res.speedup else ""
+        say(f"{head}: tuned {_us(t_t)} vs default {_us(d_t)}{sp} → "
+            f"{'tuned schedule committed' if winner is not None else 'default kept'}")
 
 
 def _workload_id(task: Task) -> str:
