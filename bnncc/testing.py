@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 from tvm import relax
@@ -30,3 +34,17 @@ def random_input(rng: np.random.Generator, shape, zeros: float = 0.05) -> np.nda
     x[u < zeros] = 0.0
     x[u < zeros / 2] = -0.0
     return x
+
+
+@contextlib.contextmanager
+def shared_dir(tmp_path_factory, name: str) -> Iterator[Path]:
+    """A directory shared by all pytest-xdist workers of a session, held under an exclusive lock: an expensive
+    artifact (a trained or compiled model) is made once per session even when workers split a module's tests."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    path = base / name
+    path.mkdir(exist_ok=True)
+    with open(path / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield path

@@ -19,8 +19,6 @@ timeout and a server killed mid-request (also through the CLI: exit 2 and one ``
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import subprocess
@@ -36,6 +34,7 @@ import pytest
 from bnncc import reference
 from bnncc.device import qemu
 from bnncc.errors import BnnccError
+from bnncc.testing import shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = qemu.DEFAULT_KEY
@@ -139,18 +138,6 @@ def _make_case(name: str, out_dir: Path) -> None:
     (out_dir / "binary_ops").write_text(str(exe.stats["binary_ops"]))
 
 
-@contextlib.contextmanager
-def shared_dir(tmp_path_factory, name: str):
-    """A directory shared by the pytest-xdist workers of this session, held under an exclusive lock: a model is
-    compiled once per session even when the workers split this module's tests."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    path = base / name
-    path.mkdir(exist_ok=True)
-    with open(path / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield path
 
 
 @pytest.fixture(scope="module", params=["quicknet_small", "larq_bnn"])

@@ -8,8 +8,6 @@ names the file/layer and the reason, never a Python traceback or a TVM stack. Th
 Each test is written as the CLI should behave; bugs it found were fixed.
 """
 
-import contextlib
-import fcntl
 import json
 import os
 import re
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from bnncc.testing import shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = ["quicknet_small", "quicknet", "quicknet_large", "birealnet18", "binary_alexnet", "binary_resnet_e18"]
@@ -66,17 +66,6 @@ def clean_error(r: subprocess.CompletedProcess) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-@contextlib.contextmanager
-def shared_dir(tmp_path_factory, name: str):
-    """A directory shared by all pytest-xdist workers of this session, held under an exclusive lock."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    path = base / name
-    path.mkdir(exist_ok=True)
-    with open(path / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield path
 
 
 def shared_run(tmp_path_factory, name: str, *args) -> tuple[Path, subprocess.CompletedProcess]:

@@ -8,8 +8,6 @@ the whole test split both through ``bnncc.load`` and ``bnncc run``: the predicte
 and the logits within 1e-4 of the largest |logit|.
 """
 
-import contextlib
-import fcntl
 import json
 import os
 import re
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from bnncc.testing import shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4  # max |bnncc - keras| / max |keras| over all logits
@@ -36,20 +36,6 @@ def describe(r: subprocess.CompletedProcess) -> str:
     return f"{' '.join(r.args)}: exit {r.returncode}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
 
 
-@contextlib.contextmanager
-def shared_dir(tmp_path_factory, name: str):
-    """A directory shared by all pytest-xdist workers of this session, held under an exclusive lock.
-
-    The model is trained and compiled once per session, whichever worker gets there first.
-    """
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    path = base / name
-    path.mkdir(exist_ok=True)
-    with open(path / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield path
 
 
 def digits():
