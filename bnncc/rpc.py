@@ -260,7 +260,7 @@ def time_remote(model_so: str | Path, inputs: Sequence[np.ndarray] | np.ndarray,
     """Seconds per run of ``func`` measured on the device (TVM's time evaluator, inputs already there):
     ``repeats`` samples, each the mean of ``number`` runs, after one warm-up run. Raises :class:`RemoteError`.
 
-    (``bnncc bench --rpc`` would be ``np.median(time_remote(...))``; on the qemu device timings mean nothing.)
+    (``bnncc bench --rpc`` reports their median; on the qemu device timings mean nothing.)
     """
     path = _check_model(model_so)
     arrays = _as_inputs(inputs)
