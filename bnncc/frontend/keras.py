@@ -80,6 +80,10 @@ class _Converter:
             raise self.error(layer, f"activation {name!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
         return self.emit(ops[name](x), layer)
 
+    def sign(self, x, layer):
+        """±1 float values (sign(0) = +1): a binary input quantizer in front of a float kernel."""
+        return self.emit(relax.op.where(relax.op.less(x, self.const(0.0)), self.const(-1.0), self.const(1.0)), layer)
+
     def input_quantizer(self, layer) -> str | None:
         """'sign' for a binary input quantizer, None for a float input; anything else is an error."""
         q = getattr(layer, "input_quantizer", None)
@@ -122,16 +126,16 @@ class _Converter:
         pads = self.padding(layer, (h, w), (kh, kw), strides, dilation)
         pad_value = float(getattr(layer, "pad_values", 0.0))
         bias = layer.bias.numpy() if getattr(layer, "use_bias", False) else None
-        if self.input_quantizer(layer) == "sign" and scale is not None and not depthwise:
+        binary_input = self.input_quantizer(layer) == "sign"
+        if binary_input and scale is not None and not depthwise:
             if pad_value not in (0.0, 1.0):
                 raise self.error(layer, f"pad_values must be 0 or 1 for a binary conv, got {pad_value}")
             packed = self.emit(bitpack(x, bits=self.bits, groups=groups), layer)
             y = self.emit(bconv2d(packed, np.sign(wq), scale, bias, strides=strides, dilation=dilation,
                                   padding=pads, pad_value=int(pad_value), groups=groups), layer)
             return self.activation(y, layer.activation, layer)
-        if self.input_quantizer(layer) == "sign":
-            x = self.emit(relax.op.where(relax.op.less(x, self.const(0.0)), self.const(-1.0), self.const(1.0)),
-                          layer)
+        if binary_input:
+            x = self.sign(x, layer)
         if any(pads) and pad_value != 0.0:  # Larq pads with pad_values itself, then convolves 'valid'
             x = self.emit(relax.op.nn.pad(x, [0, 0, pads[0], pads[2], pads[1], pads[3], 0, 0],
                                           pad_value=pad_value), layer)
@@ -151,13 +155,13 @@ class _Converter:
         if wq.shape[0] != shape[1]:
             raise self.error(layer, f"kernel expects {wq.shape[0]} features, input has {shape[1]}")
         bias = layer.bias.numpy() if getattr(layer, "use_bias", False) else None
-        if self.input_quantizer(layer) == "sign" and scale is not None:
+        binary_input = self.input_quantizer(layer) == "sign"
+        if binary_input and scale is not None:
             packed = self.emit(bitpack(x, bits=self.bits), layer)
             y = self.emit(bdense(packed, np.sign(wq), scale, bias), layer)
             return self.activation(y, layer.activation, layer)
-        if self.input_quantizer(layer) == "sign":
-            x = self.emit(relax.op.where(relax.op.less(x, self.const(0.0)), self.const(-1.0), self.const(1.0)),
-                          layer)
+        if binary_input:
+            x = self.sign(x, layer)
         y = self.emit(relax.op.matmul(x, self.const(wq)), layer)
         if bias is not None:
             y = self.emit(relax.op.add(y, self.const(bias)), layer)

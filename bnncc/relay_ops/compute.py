@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from tvm import te, tirx, topi
 
-from ..reference import words_per_group
-
-INT32_MAX = 2**31 - 1
+from ..reference import INT32_MAX, words_per_group
 
 
 def _popcount(x: te.Tensor | tirx.PrimExpr) -> tirx.PrimExpr:

@@ -24,7 +24,7 @@ from .. import reference
 from ..errors import OpError
 from . import compute
 
-INT32_MAX = compute.INT32_MAX
+INT32_MAX = reference.INT32_MAX
 OUTPUTS = ("float32", "bitpacked")
 # 16-bit words suit NEON (cnt + uadalp.8h accumulate in 16-bit lanes); 32/64 suit AVX-512 VPOPCNTDQ.
 WORD_BITS = (16, 32, 64)

@@ -46,10 +46,6 @@ def _extent(loop_rv, sch) -> int:
     return int(sch.get(loop_rv).extent)
 
 
-def _largest_divisor(n: int, limit: int) -> int:
-    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
-
-
 def _pow2_divisor(n: int, limit: int) -> int:
     d = 1
     while n % (2 * d) == 0 and 2 * d <= limit:
@@ -87,10 +83,6 @@ def default_conv_tile(tiles: list[int], channels: int, lanes: int, registers: in
 def _dtype(sch: s_tir.Schedule, block) -> str:
     """Element type of the buffer a block writes."""
     return str(sch.get(block).writes[0].source.ty.dtype)
-
-
-def _dtype_bits(sch: s_tir.Schedule, block) -> int:
-    return int(_dtype(sch, block)[4:])
 
 
 def _find(sch: s_tir.Schedule, name: str):
@@ -168,11 +160,10 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
     if out is None:
         return
     packed_out = _dtype(sch, out).startswith("uint")
-    word_bits = elem_bits
     # The epilogue consumes the tile while it is hot: float output follows each channel tile; packed output
     # needs whole words, so it follows the pixel tile (all channels).
     at = None
-    if not packed_out or channels % word_bits == 0:
+    if not packed_out or channels % elem_bits == 0:
         # (Packed output of a channel count that is not a whole number of words, which only grouped convs
         # produce, runs over the whole output afterwards.)
         at = par if packed_out else co
@@ -190,8 +181,8 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
         sch.vectorize(sch.split(loops[-1], [None, _pow2_divisor(_extent(loops[-1], sch), lanes)])[-1])
 
 
-def schedule_elementwise(sch: s_tir.Schedule, name: str, info: CpuInfo) -> None:
-    """Parallel outer loop, unrolled reduction (bitpack over bits, max-pool over the window)."""
+def schedule_elementwise(sch: s_tir.Schedule, name: str) -> None:
+    """Parallel outer loops for bitpack and max-pool; their padding is read in place (inlined)."""
     blk = _find(sch, name)
     if blk is None:
         return
@@ -232,9 +223,9 @@ def schedule_function(sch: s_tir.Schedule, target: Target, tunable: bool = False
             return False
         schedule_conv(sch, conv, info, tunable=tunable)
     elif _find(sch, "bnncc_bitpack") is not None:
-        schedule_elementwise(sch, "bnncc_bitpack", info)
+        schedule_elementwise(sch, "bnncc_bitpack")
     elif _find(sch, "bnncc_bmaxpool") is not None:
-        schedule_elementwise(sch, "bnncc_bmaxpool", info)
+        schedule_elementwise(sch, "bnncc_bmaxpool")
     else:
         return False
     return True
