@@ -194,6 +194,23 @@ def schedule_elementwise(sch: s_tir.Schedule, name: str) -> None:
     pad = _find(sch, "bnncc_pad")
     if pad is not None:
         sch.compute_inline(pad)
+    if name == "bnncc_bitpack":
+        _tensorize_bitpack(sch, blk)
+
+
+def _tensorize_bitpack(sch: s_tir.Schedule, blk) -> None:
+    """Whole words of a bitpack become one vector compare + mask reinterpret (:mod:`.intrinsics`); partial
+    words (channels not a multiple of the word size) keep the generic bit loop."""
+    from .intrinsics import WORD_BITS, bitpack_intrin_name
+
+    block = sch.get(blk)
+    bits = int(_dtype(sch, blk)[4:])
+    channels, words = int(block.reads[0].source.shape[-1]), int(block.writes[0].source.shape[-1])
+    if bits not in WORD_BITS or channels != words * bits:
+        return
+    bit_loop = sch.get_loops(blk)[-1]
+    sch.decompose_reduction(blk, bit_loop)
+    sch.tensorize(bit_loop, bitpack_intrin_name(bits))
 
 
 def _conv_like(sch: s_tir.Schedule, block) -> bool:
