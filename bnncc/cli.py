@@ -134,10 +134,40 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _comparison_benchmark():
+    """benchmarks/bench_x86.py of the source checkout bnncc runs from (it is not part of the installed package)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "bench_x86.py").is_file():
+        raise BnnccError("bench --compare runs benchmarks/bench_x86.py of a bnncc source checkout; this bnncc is "
+                         f"installed from {root}, which has none")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks import bench_x86
+
+    return bench_x86
+
+
+def cmd_bench_compare(args) -> int:
+    """bnncc vs LCE (both paths) vs TFLite XNNPACK fp32, side by side: the layers L1–L5 or a zoo network."""
+    if args.rpc or args.model.endswith(".so"):
+        raise BnnccError("bench --compare compiles its own layers/networks for this CPU: give a zoo name or nothing")
+    argv = ["--threads", str(args.threads) if args.threads else "1,2", "--repeats", str(args.repeats),
+            "--burst-ms", "2"]
+    if args.model == "layers":
+        argv += ["--layers", args.layers]
+    else:
+        argv += ["--layers", "", "--networks", args.model]
+    if args.out is not None:
+        argv += ["--out", args.out]
+    return _comparison_benchmark().main(argv)
+
+
 def cmd_bench(args) -> int:
     from . import compile as bnncc_compile
     from .pipeline import load
 
+    if args.compare:
+        return cmd_bench_compare(args)
     _set_threads(args.threads)
     if args.rpc:  # time on the remote device: a compiled library only
         from .rpc import time_remote
@@ -215,6 +245,11 @@ def cmd_demo(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------- parser
+def _remote_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--rpc", metavar="HOST:PORT", help=f"a TVM RPC tracker: {what}")
+    parser.add_argument("--key", default="aarch64-qemu", help="device key at the tracker")
+
+
 def parser() -> argparse.ArgumentParser:
     from .targets import target_names
 
@@ -240,19 +275,26 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--input", "-i", action="append", required=True, help=".npy input (repeat for several)")
     r.add_argument("--output", "-o", help=".npy file for the output")
     r.add_argument("--threads", type=int)
-    r.add_argument("--rpc", help="HOST:PORT of a TVM RPC tracker: run on a remote device")
-    r.add_argument("--key", default="aarch64-qemu", help="device key at the tracker")
+    _remote_options(r, "run on a remote device")
     r.set_defaults(func=cmd_run)
 
-    b = sub.add_parser("bench", help="median latency of a model or compiled library")
-    b.add_argument("model", help="zoo name, Keras model file, or compiled .so")
+    b = sub.add_parser("bench", help="median latency of a model or compiled library; --compare: against LCE and "
+                                     "TFLite side by side")
+    b.add_argument("model", nargs="?", default="layers",
+                   help="zoo name, Keras model file, or compiled .so; with --compare a zoo name or 'layers' "
+                        "(the default: the conv layers of --layers)")
     b.add_argument("--threads", type=int)
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--target", default="host", choices=target_names())
     b.add_argument("--input-size", type=int)
     b.add_argument("--input-shape", help="input shape for a .so, e.g. 1,224,224,3")
-    b.add_argument("--rpc", help="HOST:PORT of a TVM RPC tracker: time the .so on a remote device")
-    b.add_argument("--key", default="aarch64-qemu", help="device key at the tracker")
+    _remote_options(b, "time the .so on a remote device")
+    b.add_argument("--compare", action="store_true",
+                   help="benchmarks/bench_x86.py: bnncc vs LCE 0.16 (indirect BGEMM and default) vs TFLite XNNPACK "
+                        "fp32 in one run, at 1 and 2 threads unless --threads; prints a table and writes "
+                        "benchmarks/results/x86*.md (+ .json) unless --out")
+    b.add_argument("--layers", default="L1,L2,L3,L4,L5", help="with --compare: the layers of BENCHMARKS.md")
+    b.add_argument("--out", help="with --compare: results path without suffix ('' for none)")
     b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("models", help="the model zoo with parameter and MAC counts")

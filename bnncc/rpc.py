@@ -240,17 +240,25 @@ def run_remote(model_so: str | Path, inputs: Sequence[np.ndarray] | np.ndarray, 
     """
     path = _check_model(model_so)
     arrays = _as_inputs(inputs)
+    return _in_session(path, tracker, key, session_timeout, request_timeout, f"running {path.name} on {key!r}",
+                       lambda remote: remote.run(func, arrays), arrays)
 
-    def work():
+
+def _in_session(path: Path, tracker: str, key: str, session_timeout: float, request_timeout: float, what: str,
+                work: Callable[[_Remote], Any], arrays: list[np.ndarray]):
+    """``work(remote)`` in one session with the model loaded and ``arrays`` uploaded; the session is always
+    closed, and the whole call is bounded by the request and session timeouts (never a hang)."""
+
+    def session():
         remote = _Remote(path, tracker, key, session_timeout, request_timeout)
         try:
             remote.send(arrays)
-            return remote.run(func, arrays)
+            return work(remote)
         finally:
             remote.close()
 
     limit = request_timeout + (session_timeout or 24 * 3600) + _GRACE
-    return _bounded(work, limit, f"running {path.name} on {key!r}")
+    return _bounded(session, limit, what)
 
 
 def time_remote(model_so: str | Path, inputs: Sequence[np.ndarray] | np.ndarray, tracker: str, key: str, *,
@@ -265,23 +273,16 @@ def time_remote(model_so: str | Path, inputs: Sequence[np.ndarray] | np.ndarray,
     path = _check_model(model_so)
     arrays = _as_inputs(inputs)
 
-    def work():
-        remote = _Remote(path, tracker, key, session_timeout, request_timeout)
-        try:
-            remote.send(arrays)
-            remote.run(func, arrays)  # warm-up; checks the inputs
-            vm = remote.vm
+    def work(remote: _Remote) -> list[float]:
+        remote.run(func, arrays)  # warm-up; checks the inputs
 
-            def evaluate():
-                vm.save_function(func, "bnncc_timed", *remote.args, include_return=False)
-                ev = vm.time_evaluator("bnncc_timed", remote.dev, number=number, repeat=repeats,
-                                       min_repeat_ms=min_repeat_ms)
-                return [float(r) for r in ev().results]
+        def evaluate():
+            remote.vm.save_function(func, "bnncc_timed", *remote.args, include_return=False)
+            ev = remote.vm.time_evaluator("bnncc_timed", remote.dev, number=number, repeat=repeats,
+                                          min_repeat_ms=min_repeat_ms)
+            return [float(r) for r in ev().results]
 
-            return remote.call(evaluate, arrays, "timing")
-        finally:
-            vm = None
-            remote.close()
+        return remote.call(evaluate, arrays, "timing")
 
-    limit = request_timeout + (session_timeout or 24 * 3600) + _GRACE
-    return _bounded(work, limit, f"timing {path.name} on {key!r}")
+    return _in_session(path, tracker, key, session_timeout, request_timeout, f"timing {path.name} on {key!r}",
+                       work, arrays)

@@ -214,6 +214,22 @@ def test_bench_library_prints_json(zoo_so, tmp_path):
     assert records[0]["median_ms"] > 0 and records[0]["repeats"] == 3
 
 
+def test_bench_compare_writes_side_by_side_results(tmp_path):
+    """``bnncc bench --compare`` runs benchmarks/bench_x86.py of the checkout (from any directory): bnncc, LCE and
+    TFLite in one run, a table on stdout and the results files."""
+    r = bnncc("bench", "standin", "--compare", "--threads", "1", "--repeats", "2", "--out", tmp_path / "x86",
+              cwd=tmp_path)
+    assert r.returncode == 0, describe(r)
+    table = (tmp_path / "x86-networks.md").read_text()
+    assert "standin-bconv" in table and "LCE-indirect ms" in table and "XNNPACK ms" in table
+    assert "standin-bconv" in r.stdout
+
+
+def test_bench_compare_refuses_a_library(zoo_so, tmp_path):
+    so, _ = zoo_so
+    assert "--compare" in clean_error(bnncc("bench", so, "--compare", cwd=tmp_path))
+
+
 # ------------------------------------------------------------------------------------------------ known bugs
 # More bad input that ends in a traceback (exit 1) instead of a one-line error (exit 2).
 def test_run_missing_input_file(zoo_so, tmp_path):
@@ -249,3 +265,4 @@ def test_run_output_into_missing_directory(zoo_so, tmp_path):
 def test_compile_output_into_missing_directory(keras_files, tmp_path):
     line = clean_error(bnncc("compile", keras_files["valid"], "-o", "nodir/m.so", cwd=tmp_path))
     assert "nodir" in line
+
