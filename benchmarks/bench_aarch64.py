@@ -364,6 +364,20 @@ def analysis(res: dict[str, Any]) -> str:
                  "rows), so the default tile is 7 pixels × 2 vectors (14 accumulators) with one broadcast per "
                  f"pixel per word step: {l5['loads']} loads per {l5['cnt_128']} words, {l5['per_word']:.2f} "
                  "instructions per word."]
+    text += ["", f"**The NEON intrinsic.** The update's vector loop is tensorized (`sch.tensorize`) with "
+             f"`bnncc_neon_bxor_popc_acc_u{mw}x{lanes}` (`bnncc/schedules/arm.py`; one per word size): "
+             f"acc[{lanes} × u{mw}] += popcount(broadcast(x) ^ w[{lanes} × u{mw}]), implemented with "
+             "`llvm.ctpop.v16i8` and `llvm.aarch64.neon.uaddlp` (LLVM fuses the add into `uadalp`). It covers one "
+             "vector, so the default schedule and the tunable one (whose register tile MetaSchedule samples and "
+             "mutates) both contain it under any tile; its inner loop is the one above, instruction for "
+             "instruction, since the arithmetic was already at the floor. Larger micro-kernels were tried as "
+             "intrinsics and rejected (static counts of the L3 inner loop, measured while writing it): 2 pixels × "
+             "64 channels × the tap's words with the accumulators in registers and the weights loaded by `ld4` "
+             "(de-interleaved; accumulators re-interleaved by `st4` once per tap) — LLVM forms the `ld4`s but its "
+             "4-register tuples spill: 5.6 instructions per word, 5.4–6.2 with the word loop unrolled 4–16×; "
+             "4 pixels × 32 channels with `ld4`: 3.81 (an address computation per pixel: `ld1r` has no immediate "
+             "offset); the present schedule with the word loop unrolled 2× / 4×: 3.59 / 3.67 (the weight loads "
+             "stop pairing into `ldp`)."]
     bp = {b: [r[f"u{b}"]["bitpack_insns_per_value"] for r in rows.values()] for b in words}
     share = [(r[f"u{mw}"]["bitpack_bconv"]["insns"] - r[f"u{mw}"]["bconv"]["insns"])
              / r[f"u{mw}"]["bitpack_bconv"]["insns"] for r in rows.values()]
@@ -371,9 +385,10 @@ def analysis(res: dict[str, Any]) -> str:
              f"value, {100 * min(share):.0f}–{100 * max(share):.0f} % of bitpack+bconv (most for L1, where there are "
              "only 64 output channels per input pixel)"
              + "".join(f"; to {b}-bit words {min(bp[b]):.1f}–{max(bp[b]):.1f}" for b in words[1:])
-             + f". The `uint{mw}` bitpack loop is vectorized across {lanes} output words, so it gathers its floats one "
-             "at a time (`ldr s` / `ld1 {v.s}[1]` lane inserts, each with its own address arithmetic), while the "
-             "`uint32` loop vectorizes along the channels of one word (4 consecutive floats per `ldr q`)."]
+             + ". Whole words are packed by the `bnncc_bitpack_u*` tensor intrinsic (`bnncc/schedules/intrinsics.py`): "
+             "one vector compare of the word's floats whose `<bits x i1>` mask is reinterpreted as the word, which "
+             "LLVM lowers to `fcmlt` + `uzp1` narrowing + `and` with the bit weights + `addv` (before it, the "
+             "generic shift-and-add loop cost 2.7–2.9 instructions per float for 16-bit words)."]
     lce = [lay for lay in LCE if lay in rows]
     ratio = {lay: rows[lay][f"u{mw}"]["bconv"]["per_mac"] / LCE[lay] for lay in lce}
     below = [lay for lay in lce if ratio[lay] <= 1]
@@ -418,15 +433,17 @@ def analysis(res: dict[str, Any]) -> str:
         "", "**What remains.**",
         f"1. *The inner loop's loads and loop control* ({(il['instructions'] - arith) / il['cnt_128']:.2f} per "
         f"word, LCE ≈ {lce_word - 3.25:.2f}) — all that is left of the gap to LCE's inner loop, the arithmetic "
-        "being at the floor. Within the current schedule: unroll the word loop (its counter, pointer and branch "
-        f"are paid every {il['cnt_128']} words), load the weight vectors with `ld1 {{4 regs}}` instead of `ldp`, "
-        f"and use a 3×8 tile (24 accumulators: 7 loads per 24 words instead of {il['loads']} per "
-        f"{il['cnt_128']}). Beyond it, an LCE-style "
+        "being at the floor. Within the current schedule little is left (previous paragraph: unrolling the word "
+        "loop gains 1 %; a 3×8 tile, 7 loads per 24 words, needs pixel tiles of 3, which L3's rows of 28 do not "
+        "divide). Beyond it, an LCE-style "
         "K-vectorized micro-kernel: load 128 contiguous input bits of a pixel (`ld1 {v.16b}`) instead of "
         f"broadcasting one {mw}-bit word per step, weights pre-interleaved in tile order so that one multi-register "
         "load feeds the tile, the depth loop unrolled and its loads software-pipelined as in LCE's assembly, and "
         "the 8 lanes of each accumulator reduced once in the epilogue. Keeping bnncc's 16-bit accumulators (no "
-        "`addp` fold needed while 9·Cin < 65536) it would do 3 arithmetic instructions per word"
+        "`addp` fold needed while 9·Cin < 65536) it would do 3 arithmetic instructions per word. TVM's LLVM "
+        "codegen cannot call `ld1 {4 regs}` or `ld4r` itself (their LLVM result is a struct of vectors, which TIR "
+        "has no type for), so this needs the weights stored in tile order (a new weight layout in "
+        "`bnncc.relay_ops`, then one `ldp`/`ld4` chain per tile) or assembly outside LLVM's scheduler"
         + (f"; with loads and loop control at ≈ {proj_word - 3:.1f} per word, L3 would be ≈ {proj:.4f} per MAC "
            f"(inner loop {proj_word / 128:.4f} + the measured {outside['L3']:.4f} outside it), below LCE's "
            f"{LCE['L3']}." if "L3" in outside else "."),
@@ -434,11 +451,8 @@ def analysis(res: dict[str, Any]) -> str:
         f"(an indirection buffer, like LCE's indirect BGEMM) so the counters are amortized over 9·Cin/{mw} steps "
         f"instead of Cin/{mw} (L1: {64 // mw}); and let L5 use the 2×8 tile (pad its 49-pixel loop to 50, or tile "
         "pixels in 2-D).",
-        f"3. *bitpack to {mw}-bit words*: vectorize it along the channels of a word like the 32-bit loop, or pack "
-        f"32-bit words and reinterpret them as {mw}-bit ones (little-endian, bit i of word j = channel 32·j + i: "
-        "the same bytes whenever Cin is a multiple of 32)"
-        + (f", which would take it from {np.mean(bp[mw]):.1f} to ≈ {np.mean(bp[32]):.1f} instructions per float"
-           if 32 in bp and mw != 32 else "") + ".",
+        f"3. *bitpack*: {np.mean(bp[mw]):.1f} instructions per float now; fusing it into the producer of its "
+        "input (the previous layer's epilogue, where the floats are still in registers) would remove its loads.",
         "",
         "Caveats: instruction counts are not cycles — on a Cortex-A72 the throughput of `cnt`/`uadalp` on its two "
         "128-bit NEON pipes and the memory system decide, and qemu models neither; LCE's numbers are the anchors of "

@@ -16,11 +16,14 @@ from tvm import s_tir, tirx
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target, codegen
 
+from .arm import tensorize_update
+
 
 @dataclass(frozen=True)
 class CpuInfo:
     vector_bits: int  # SIMD register width
     registers: int  # SIMD registers available for accumulators (leaving room for weights and temporaries)
+    neon: bool = False  # aarch64 NEON: binary updates are tensorized with bnncc.schedules.arm's intrinsic
 
     @staticmethod
     def of(target: Target) -> CpuInfo:
@@ -32,7 +35,7 @@ class CpuInfo:
         if has("avx2"):
             return CpuInfo(256, 12)
         if has("neon"):
-            return CpuInfo(128, 24)
+            return CpuInfo(128, 24, neon=True)
         return CpuInfo(128, 12)
 
 
@@ -145,8 +148,12 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
         co, cv = sch.split(cvec, sch.sample_perfect_tile(cvec, n=2, max_innermost_factor=8))
     else:
         tiles = pixel_tiles(1 if y is None else _extent(y, sch), _extent(x, sch))
-        pix = x if y is None else sch.fuse(y, x)
         tile = tile or default_conv_tile(tiles, channels, lanes, info.registers)
+        if info.neon and y is not None and _extent(x, sch) % tile.xb == 0:
+            # A tile within a row keeps y apart: tensorize cannot blockize a fused (y, x) binding.
+            outer, pix = [*outer, y], x
+        else:
+            pix = x if y is None else sch.fuse(y, x)
         po, pi = sch.split(pix, [None, tile.xb])
         co, cv, cl = sch.split(c, [None, tile.nv, lanes])
     sch.reorder(*outer, po, co, *reduce, pi, cv, cl)
@@ -156,6 +163,8 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
     par = sch.fuse(*outer, po) if outer else po
     sch.parallel(par)
     sch.decompose_reduction(conv, reduce[0])
+    if info.neon:
+        conv = tensorize_update(sch, conv)
     out = _epilogue(sch, conv)
     if out is None:
         return
