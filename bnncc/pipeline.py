@@ -15,7 +15,7 @@ from tvm import relax
 
 from . import relay_ops  # noqa: F401  (registers the ops)
 from .errors import BnnccError
-from .relay_ops.passes import fuse_binary_layers, use_weight_layout
+from .relay_ops.passes import fuse_binary_layers, pack_in_producers, use_weight_layout
 from .schedules import schedule_module
 from .targets import TargetSpec, get_target
 
@@ -41,9 +41,12 @@ def legalize(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None
 
     tvm_target = target.tvm_target(num_cores)
     mod = use_weight_layout(optimize(mod), "HWIO")
+    passes = cpu.library_dispatch_passes(tvm_target) + cpu.legalize_passes(tvm_target)
+    # Bitpacks join the conv kernels producing their input once FuseOps has grouped those kernels.
+    fuse_tir = next(i for i, p in enumerate(passes) if p.info.name == "FuseTIR")
+    pack = tvm.transform.module_pass(lambda m, _ctx: pack_in_producers(m), opt_level=0, name="PackInProducers")
     with tvm_target:
-        seq = tvm.transform.Sequential(cpu.library_dispatch_passes(tvm_target) + cpu.legalize_passes(tvm_target))
-        return seq(mod)
+        return tvm.transform.Sequential([*passes[:fuse_tir], pack, *passes[fuse_tir:]])(mod)
 
 
 def lower(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None, tuning=None) -> tvm.IRModule:

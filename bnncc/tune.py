@@ -59,7 +59,7 @@ import tvm
 from tvm import s_tir, tirx
 
 from .errors import BnnccError
-from .schedules.cpu import CONV_BLOCKS, _conv_like, schedule_function
+from .schedules.cpu import CONV_BLOCKS, _conv_like, _dtype, schedule_function
 from .targets import TargetSpec, get_target
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,11 +159,14 @@ def _describe(func: tirx.PrimFunc) -> tuple[str, str, int] | None:
     macs = int(np.prod(ext, dtype=np.int64))
     if binary:  # the reduction runs over words
         macs *= _word_bits(func)
-    out_dtype = str(func.params[-1].dtype)
+    # Packed when the binary op's output transform writes words (a kernel that also packs its float output,
+    # see pack_in_producers, has a uint last parameter too).
+    packed = any(sch.get(b).name_hint == "bnncc_output" and _dtype(sch, b).startswith("uint")
+                 for b in sch.get_child_blocks(sch.get_sblock("root")))
     if spatial and spatial[0] == 1 and len(spatial) > 2:
         spatial = spatial[1:]
     label = f"{_BLOCK_NAMES[name]}_{'x'.join(map(str, spatial))}_r{'x'.join(map(str, reduce))}"
-    if out_dtype.startswith("uint"):
+    if packed:
         label += "_packed"
     return label, "binary" if binary else "float", macs
 

@@ -1,6 +1,7 @@
 """Keras/Larq frontend and graph passes: zoo models against Keras and LCE, fused IR, bit-exact binary layers."""
 
 import os
+import re
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -10,7 +11,9 @@ import pytest  # noqa: E402
 import bnncc  # noqa: E402
 from bnncc import models, reference  # noqa: E402
 from bnncc._tf import keras, lq  # noqa: E402
+from bnncc.pipeline import legalize  # noqa: E402
 from bnncc.relay_ops.passes import fuse_binary_layers  # noqa: E402
+from bnncc.targets import get_target  # noqa: E402
 
 # 96×96 keeps the last stage at 3×3: LCE 0.16 miscomputes zero-padded 3×3 convs on smaller maps (see the
 # test at the end), which would make LCE, not bnncc, disagree with Keras.
@@ -97,6 +100,18 @@ def test_fusions_show_in_ir_and_stay_exact():
     got = np.concatenate([exe(x[i:i + 1]) for i in range(4)])
     # Thresholds decide bits exactly as Keras's float BN would, except where y is within round-off of 0.
     assert _rel_err(got, want) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["quicknet", "quicknet_small"])
+def test_quicknet_bitpacks_run_inside_the_kernels_producing_their_input(small_zoo, name):
+    """QuickNet packs the float outputs of its residual blocks and of its stem/transition convs, which the next
+    residual add also reads: every bitpack is computed by the conv kernel that writes its input."""
+    legalized = legalize(bnncc.from_keras(small_zoo[name]), get_target("host"))
+    kernels = re.findall(r"call_tir\((?:cls\.)?(\w+),", legalized["main"].script())
+    assert not [k for k in kernels if k.startswith("bnncc_bitpack")]
+    fused = [k for k in kernels if re.search(r"^fused_.*_bnncc_bitpack\d*$", k)]
+    assert len(fused) == 16  # 4 stages × (stem/transition conv + 3 residual blocks)
+    assert sum(k.startswith("fused_bnncc_bconv2d") for k in fused) == 12
 
 
 def test_zoo_binary_layers_are_bit_exact(small_zoo):

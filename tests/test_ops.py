@@ -1,14 +1,17 @@
 """Property tests: every binary op, compiled with its real schedule for this CPU, against the numpy oracle."""
 
 import platform
+import re
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from tvm import relax
 from tvm.target import codegen
 
 from bnncc import reference as ref
+from bnncc.pipeline import legalize
 from bnncc.relay_ops import bconv2d, bdense, bitpack, bmaxpool2d
 from bnncc.targets import get_target
 from bnncc.testing import compile_graph, random_input
@@ -172,3 +175,76 @@ def test_thresholds_match_float_formula(kmax):
         want = ref.output_transform(acc, m, b, clamp) < 0
         got = np.where(flip, -acc, acc) < t
         np.testing.assert_array_equal(got, want)
+
+
+@st.composite
+def residual_cases(draw):
+    bits = draw(bits_st)
+    groups = draw(st.sampled_from([1, 2]))  # of the bitpack of the block's output
+    c = draw(st.one_of(st.integers(1, 100), st.sampled_from([bits, 2 * bits, 3 * bits])))
+    c = max(groups, c - c % groups)
+    return dict(dense=draw(st.booleans()), n=draw(st.integers(1, 2)), h=draw(st.integers(1, 7)),
+                w=draw(st.integers(1, 7)), c=c, k=draw(st.sampled_from([1, 3])), groups=groups,
+                pad_value=draw(st.sampled_from([0, 1])), relu=draw(st.booleans()), bits=bits,
+                seed=draw(st.integers(0, 2**31)), transform=_transform(draw, c))
+
+
+def _residual_block(case, kernel):
+    """bitpack → bconv2d/bdense (float) → + input [→ relu] → (output, bitpack of it): the packed output also
+    has another user, so the producer kernel writes both (pack_in_producers) when the channels are whole words."""
+    m, b, clamp, _ = case["transform"]
+
+    def body(bb, x):
+        p = bb.emit(bitpack(x, bits=case["bits"]))
+        if case["dense"]:
+            y = bb.emit(bdense(p, kernel, m, b, clamp=clamp))
+        else:
+            y = bb.emit(bconv2d(p, kernel, m, b, padding="same", pad_value=case["pad_value"], clamp=clamp))
+        r = bb.emit(relax.op.add(y, x))
+        if case["relu"]:
+            r = bb.emit(relax.op.nn.relu(r))
+        return relax.Tuple([r, bb.emit(bitpack(r, bits=case["bits"], groups=case["groups"]))])
+
+    return body
+
+
+@given(case=residual_cases())
+@settings(max_examples=100)
+def test_bitpack_in_residual_producer(case):
+    rng = np.random.default_rng(case["seed"])
+    c = case["c"]
+    shape = (case["n"], c) if case["dense"] else (case["n"], case["h"], case["w"], c)
+    x = random_input(rng, shape)
+    kernel = random_input(rng, (c, c) if case["dense"] else (case["k"], case["k"], c, c))
+    got, bits = compile_graph(_residual_block(case, kernel), (x.shape, "float32"))(x)
+    if case["dense"]:
+        acc = ref.bdense_acc(ref.binarize(x), ref.binarize(kernel.T))
+    else:
+        acc = ref.bconv2d_acc(ref.binarize(x), ref.binarize(kernel.transpose(3, 0, 1, 2)), padding="same",
+                              pad_value=case["pad_value"])
+    m, b, clamp, _ = case["transform"]
+    want = ref.output_transform(acc, m, b, clamp if clamp else (-ref.INT32_MAX, ref.INT32_MAX)) + x
+    if case["relu"]:
+        want = np.maximum(want, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * max(1.0, float(np.abs(want).max())))
+    # the bits are exactly those of the float output the same kernel wrote
+    np.testing.assert_array_equal(bits, ref.bitpack(got, case["bits"], case["groups"]))
+
+
+@pytest.mark.parametrize("bits", [16, 32, 64])
+@pytest.mark.parametrize("channels_in_words", [1, 2, 1.5])
+def test_bitpack_joins_its_producer_kernel_only_for_whole_words(bits, channels_in_words):
+    c = int(bits * channels_in_words)
+    case = dict(dense=False, c=c, bits=bits, groups=1, pad_value=1, relu=False,
+                transform=(np.ones(c, np.float32), np.zeros(c, np.float32), None, "identity"))
+    kernel = random_input(np.random.default_rng(0), (3, 3, c, c))
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 5, 5, c), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(_residual_block(case, kernel)(bb, x))
+        bb.emit_func_output(out)
+    kernels = re.findall(r"call_tir\((?:cls\.)?(\w+),", legalize(bb.get(), get_target("host"))["main"].script())
+    whole = c % bits == 0
+    assert len([k for k in kernels if k.startswith("bnncc_bitpack")]) == (1 if whole else 2)  # input's [output's]
+    assert any(k.startswith("fused_bnncc_bconv2d") and k.endswith("_bitpack") for k in kernels) == whole

@@ -102,7 +102,8 @@ CONV_BLOCKS = ("bnncc_bconv", "bnncc_bdense", "conv2d_nhwc", "group_conv2d_nhwc"
 
 def _epilogue(sch: s_tir.Schedule, conv):
     """Inline the chain of blocks after the reduction (output transform, BN, residual add, activation) into
-    its last block, which is returned; None if the chain branches."""
+    its last block, which is returned; None if the chain branches. A bitpack of that output (added by
+    ``pack_in_producers``) ends the chain: the caller places it."""
     chain = []
     block = conv
     while True:
@@ -111,6 +112,8 @@ def _epilogue(sch: s_tir.Schedule, conv):
             break
         if len(consumers) > 1:
             return None
+        if sch.get(consumers[0]).name_hint == "bnncc_bitpack":
+            break
         block = consumers[0]
         chain.append(block)
     for block in chain[:-1]:
@@ -177,6 +180,12 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
         # produce, runs over the whole output afterwards.)
         at = par if packed_out else co
         sch.reverse_compute_at(out, at)
+    pack = _find(sch, "bnncc_bitpack")
+    if pack is not None and at is not None:
+        # The float output's bitpack packs each pixel tile once all its channels are written (still in cache).
+        # Unit loops kept: the tensorized bit loop is then found at the same place under any sampled tile.
+        sch.reverse_compute_at(pack, par, preserve_unit_loops=True)
+        _tensorize_bitpack(sch, pack)
     if tunable:
         # The epilogue's loop count depends on the sampled tile (unit loops vanish), and a trace must replay
         # with the same instruction outputs under any decision: leave its vectorization to LLVM.
