@@ -84,10 +84,19 @@ def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=No
     return Executable(ex, spec, stats=stats)
 
 
-def set_num_threads(n: int) -> None:
-    """Threads of TVM's runtime pool for the kernels run from now on in this process."""
-    os.environ["TVM_NUM_THREADS"] = str(n)
+def set_num_threads(n: int) -> int:
+    """Threads of TVM's runtime pool for the kernels run from now on in this process; returns the count in use.
+
+    TVM caps the pool at ``TVM_NUM_THREADS`` whenever it is reconfigured, so the variable is only ever raised
+    (lowering it would cap every later call: set_num_threads(1) then (2) ran on one thread).
+    """
+    if n < 1:
+        raise BnnccError(f"thread count must be at least 1, got {n}")
+    cur = os.environ.get("TVM_NUM_THREADS", "")
+    if not cur.isdigit() or int(cur) < n:
+        os.environ["TVM_NUM_THREADS"] = str(n)
     tvm.get_global_func("runtime.config_threadpool")(1, n)
+    return int(tvm.get_global_func("runtime.NumThreads")())
 
 
 class Executable:

@@ -1,5 +1,7 @@
 """Bad input gives a bnncc error naming the op and the reason, never a raw TVM (or Python) traceback."""
 
+import os
+
 import numpy as np
 import pytest
 from tvm import relax, tirx
@@ -151,3 +153,15 @@ def test_unknown_target_lists_known_ones():
 def test_unknown_target_when_compiling():
     with pytest.raises(errors.TargetError, match="unknown target 'nope'"):
         compile_graph(lambda bb, x: bitpack(x), ((1, 8), "float32"), target="nope")
+
+
+def test_set_num_threads_goes_down_and_up_again():
+    """Lowering the thread count must not cap later calls (TVM caps its pool at TVM_NUM_THREADS)."""
+    from bnncc.pipeline import set_num_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert set_num_threads(1) == 1
+    assert set_num_threads(min(2, cores)) == min(2, cores)
+    assert set_num_threads(cores) == cores
+    with pytest.raises(errors.BnnccError):
+        set_num_threads(0)
