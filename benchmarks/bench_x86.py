@@ -51,13 +51,16 @@ REL_TOL = 1e-4
 TVM_ENV = ("TVM_NUM_THREADS", "TVM_BIND_THREADS", "TVM_THREAD_POOL_SPIN_COUNT")  # recorded in the results
 
 LAYER_COLUMNS = [
-    "layer", "threads", "bnncc ms", "LCE-indirect ms", "LCE-default ms", "XNNPACK ms", "speedup vs LCE best",
-    "speedup vs XNNPACK", "bnncc G binary MAC/s", "fraction of roofline", "rel err vs LCE",
+    "layer", "threads", "bnncc ms", "bnncc alone ms", "LCE-indirect ms", "LCE-default ms", "XNNPACK ms",
+    "speedup vs LCE best", "speedup vs XNNPACK", "bnncc G binary MAC/s", "fraction of roofline", "rel err vs LCE",
 ]
 NETWORK_COLUMNS = [
-    "network", "threads", "bnncc ms", "LCE-indirect ms", "LCE-default ms", "LCE-indirect+XNNPACK ms", "XNNPACK ms",
-    "speedup vs LCE best", "speedup vs XNNPACK", "rel err vs LCE",
+    "network", "threads", "bnncc ms", "bnncc alone ms", "LCE-indirect ms", "LCE-default ms", "LCE-indirect+XNNPACK ms",
+    "XNNPACK ms", "speedup vs LCE best", "speedup vs XNNPACK", "rel err vs LCE",
 ]
+ALONE_NOTE = ("bnncc alone ms: bnncc timed the same way with no other runtime run in between (its own thread "
+              "scaling); the interleaved 'bnncc ms' at 2 threads also pays for the other runtimes' worker threads "
+              "and, on this VM, for the second vCPU's contention on the host.")
 # runner name in contenders.network_runners → column
 _NET_RUNNER_COLUMNS = {
     "lce_indirect": "LCE-indirect ms",
@@ -161,13 +164,27 @@ def rel_err(got: np.ndarray, want: np.ndarray) -> float:
 # ----------------------------------------------------------------------------------------------------
 # Layers
 # ----------------------------------------------------------------------------------------------------
-def _time(runners: dict, x: np.ndarray, repeats: int, warmup: int, burst_ms: float) -> dict[str, float]:
-    """Median ms per runner, round-robin: single calls (``burst_ms`` = 0) or warm bursts of about ``burst_ms``."""
+def _time(runners: dict, x: np.ndarray, repeats: int, warmup: int, burst_ms: float,
+          settle_ms: float = 0.0) -> dict[str, float]:
+    """Median ms per runner, round-robin: single calls (``burst_ms`` = 0) or warm bursts of about ``burst_ms``
+    (each after ``settle_ms`` idle, so that the previous contender's spinning workers have gone to sleep)."""
     if burst_ms > 0:
-        samples = C.time_interleaved_bursts(runners, x, repeats, warmup, min_burst_s=burst_ms * 1e-3)
+        samples = C.time_interleaved_bursts(runners, x, repeats, warmup, min_burst_s=burst_ms * 1e-3,
+                                            settle_s=settle_ms * 1e-3)
     else:
         samples = C.time_interleaved(runners, x, repeats, warmup)
     return {k: C.median_ms(v) for k, v in samples.items()}
+
+
+def _alone(bnncc, x: np.ndarray, threads: Sequence[int], repeats: int, warmup: int,
+           burst_ms: float) -> dict[int, float]:
+    """bnncc's median ms per thread count with no other runtime in between (its own thread scaling, apart from
+    the co-runners' interference that the interleaved columns include)."""
+    out = {}
+    for t in threads:
+        R.set_tvm_threads(t)
+        out[t] = _time({"bnncc": bnncc}, x, repeats, warmup, max(burst_ms, 2.0))["bnncc"]
+    return out
 
 
 def _speedups(row: dict, lce_cols: Sequence[str], xnn_col: str) -> None:
@@ -178,7 +195,8 @@ def _speedups(row: dict, lce_cols: Sequence[str], xnn_col: str) -> None:
 
 def bench_layer(layer: C.BconvLayer, threads: Sequence[int] = (1, 2), repeats: int = 20, warmup: int = 3,
                 roofline: dict[int, R.Roofline] | None = None, *, bits: int = 64, seed: int = 0,
-                tol: float = REL_TOL, burst_ms: float = 0.0, tuning_log: str | None = None) -> list[dict]:
+                tol: float = REL_TOL, burst_ms: float = 0.0, tuning_log: str | None = None,
+                settle_ms: float = 0.0) -> list[dict]:
     """Check bnncc against LCE on ``layer``, then time all contenders for each thread count; one row each.
     ``tuning_log="auto"`` applies the committed tuning log of this CPU, as ``bnncc compile`` does."""
     model = C.bconv_layer_model(layer.input_shape, layer.filters, seed=seed)
@@ -194,6 +212,7 @@ def bench_layer(layer: C.BconvLayer, threads: Sequence[int] = (1, 2), repeats: i
     print(f"{layer.name}: bnncc matches LCE (max rel err {err:.1e}); timing threads {list(threads)}",
           file=sys.stderr, flush=True)
 
+    alone = _alone(bnncc, x, threads, repeats, warmup, burst_ms)
     rows = []
     for t in threads:
         R.set_tvm_threads(t)
@@ -203,8 +222,9 @@ def bench_layer(layer: C.BconvLayer, threads: Sequence[int] = (1, 2), repeats: i
             "lce_default": C.LceRunner(None, t, False, flatbuffer=lce_fb),
             "xnnpack": C.TfliteXnnpackRunner(None, t, flatbuffer=float_fb),
         }
-        ms = _time(runners, x, repeats, warmup, burst_ms)
-        row = {"layer": layer.name, "threads": t, "bnncc ms": ms["bnncc"], "LCE-indirect ms": ms["lce_indirect"],
+        ms = _time(runners, x, repeats, warmup, burst_ms, settle_ms if t > 1 else 0.0)
+        row = {"layer": layer.name, "threads": t, "bnncc ms": ms["bnncc"], "bnncc alone ms": alone[t],
+               "LCE-indirect ms": ms["lce_indirect"],
                "LCE-default ms": ms["lce_default"], "XNNPACK ms": ms["xnnpack"]}
         _speedups(row, ["LCE-indirect ms", "LCE-default ms"], "XNNPACK ms")
         gmacs = layer.binary_macs / (ms["bnncc"] * 1e-3) / 1e9
@@ -233,7 +253,8 @@ NetworkEntry = tuple[str, tf.keras.Model, Any]  # (name, keras_model, bnncc Exec
 
 
 def bench_networks(entries: Sequence[NetworkEntry], threads: Sequence[int] = (1, 2), repeats: int = 20,
-                   warmup: int = 3, *, lce_xnnpack: bool = True, seed: int = 0, burst_ms: float = 0.0) -> list[dict]:
+                   warmup: int = 3, *, lce_xnnpack: bool = True, seed: int = 0, burst_ms: float = 0.0,
+                   settle_ms: float = 0.0) -> list[dict]:
     """bnncc vs ``contenders.network_runners(keras_model, t)`` for each entry and thread count.
 
     ``rel err vs LCE`` (bnncc against LCE's default path, on one random N(0, 1) input) is reported, not asserted:
@@ -246,13 +267,14 @@ def bench_networks(entries: Sequence[NetworkEntry], threads: Sequence[int] = (1,
         x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
         bnncc = BnnccRunner(bnncc_model)
         err = None
+        alone = _alone(bnncc, x, threads, repeats, warmup, burst_ms)
         for t in threads:
             R.set_tvm_threads(t)
             runners = {"bnncc": bnncc, **C.network_runners(keras_model, t, lce_xnnpack=lce_xnnpack)}
             if err is None:
                 err = rel_err(bnncc(x), runners["lce_default"](x))
-            ms = _time(runners, x, repeats, warmup, burst_ms)
-            row = {"network": name, "threads": t, "bnncc ms": ms["bnncc"]}
+            ms = _time(runners, x, repeats, warmup, burst_ms, settle_ms if t > 1 else 0.0)
+            row = {"network": name, "threads": t, "bnncc ms": ms["bnncc"], "bnncc alone ms": alone[t]}
             row.update({col: ms.get(key) for key, col in _NET_RUNNER_COLUMNS.items()})
             _speedups(row, ["LCE-indirect ms", "LCE-default ms", "LCE-indirect+XNNPACK ms"], "XNNPACK ms")
             row["rel err vs LCE"] = err
@@ -326,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst-ms", type=float, default=0.0,
                    help="0: one call per contender per round (cold caches); >0: warm bursts of about this many ms "
                         "per contender per round (contenders.time_interleaved_bursts)")
+    p.add_argument("--settle-ms", type=float, default=200.0,
+                   help="with --burst-ms and more than 1 thread: idle time before each contender's burst, so that "
+                        "the previous runtime's spinning workers (TVM's spin ≈ 0.1 s) do not take its cores")
     p.add_argument("--tvm-bind-threads", action="store_true",
                    help="let TVM pin its workers to cores (its default; LCE/TFLite threads are never pinned). Without "
                         "it the benchmark sets TVM_BIND_THREADS=0, unless that variable is set")
@@ -359,11 +384,11 @@ def main(argv: list[str] | None = None) -> int:
 
     tuning = None if args.tuning_log == "none" else args.tuning_log
     rows = bench_layers(layers, threads, args.repeats, args.warmup, bits=args.bits, burst_ms=args.burst_ms,
-                        tuning_log=tuning)
+                        tuning_log=tuning, settle_ms=args.settle_ms)
     net_rows = []
     if args.networks:
         net_rows = bench_networks(network_entries(_csv(args.networks), tuning_log=tuning), threads, args.repeats,
-                                  args.warmup, burst_ms=args.burst_ms)
+                                  args.warmup, burst_ms=args.burst_ms, settle_ms=args.settle_ms)
 
     # The roofline is a peak: measure it again after the benchmark and keep the better of the two.
     again = R.measure_all(probe_threads, seconds=args.roofline_seconds)
@@ -381,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         import tvm
 
         meta = C.collect_meta(
-            threads, repeats=args.repeats, warmup=args.warmup, burst_ms=args.burst_ms, bits=args.bits,
+            threads, repeats=args.repeats, warmup=args.warmup, burst_ms=args.burst_ms, settle_ms=args.settle_ms,
+            bits=args.bits,
             tuning_log=args.tuning_log,
             tvm=tvm.__version__, target=str(R._tvm_target()),
             tvm_env={k: os.environ.get(k) for k in TVM_ENV},
@@ -389,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
             roofline_gmacs_median={t: round(r.gmacs_median, 1) for t, r in roof.items()},
             roofline_probe={"accumulators": roof[1].accumulators, "lanes": roof[1].lanes, **asm},
         )
-        mode = (f"each sample the median of a warm burst of about {args.burst_ms} ms" if args.burst_ms > 0 else
+        settle = (f", with {args.settle_ms:g} ms idle before each burst at more than 1 thread (other runtimes' "
+                  "spinning workers asleep)" if args.settle_ms > 0 else "")
+        mode = (f"each sample the median of a warm burst of about {args.burst_ms} ms{settle}" if args.burst_ms > 0 else
                 "one call per contender per round, so every call starts with caches the other contenders used")
         timing = (f"Medians of {args.repeats} runs after {args.warmup} warm-up runs; contenders interleaved "
                   f"round-robin in one process ({mode}). bnncc: one Relax VM call (input already a TVM tensor). "
@@ -403,13 +431,14 @@ def main(argv: list[str] | None = None) -> int:
             notes = [
                 timing + " bnncc includes bitpack and the output transform, as LCE's LceQuantize → LceBconv2d does.",
                 "speedup vs LCE best = min(LCE-indirect, LCE-default) / bnncc; speedup vs XNNPACK = XNNPACK / bnncc.",
+                ALONE_NOTE,
                 "fraction of roofline = bnncc G binary MAC/s / (1-thread roofline × threads); roofline = best call of "
                 "the register-resident xor+popcount+add probe (benchmarks/roofline.py), measured in this run.",
                 threads_note,
             ]
             _write(base, rows, meta, LAYER_COLUMNS, "bnncc on x86: binary conv layers L1–L5", notes)
         if net_rows:
-            notes = [timing, "speedup vs LCE best: over the three LCE configurations.", threads_note]
+            notes = [timing, "speedup vs LCE best: over the three LCE configurations.", ALONE_NOTE, threads_note]
             _write(base.with_name(base.name + "-networks"), net_rows, meta, NETWORK_COLUMNS,
                    "bnncc on x86: whole networks", notes)
     if args.breakdown:

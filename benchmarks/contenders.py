@@ -399,6 +399,9 @@ def time_interleaved(
     return samples
 
 
+SETTLE_REWARM_S = 0.02
+
+
 def time_interleaved_bursts(
     runners: Mapping[str, _Runner],
     x: np.ndarray,
@@ -406,13 +409,20 @@ def time_interleaved_bursts(
     warmup: int = 3,
     min_burst_s: float = 2e-3,
     max_burst: int = 1000,
+    settle_s: float = 0.0,
 ) -> dict[str, list[float]]:
     """:func:`time_interleaved` with warm caches: each round runs each runner in a burst of back-to-back calls
     (about ``min_burst_s`` long, at least 2 calls) and records the median of the burst's calls after its first.
 
     Single interleaved calls start cold (the other contenders evicted their weights, and on a VM an idle gap
     slows the next call): negligible for a several-ms call, up to 2x for a 0.05 ms one. Bursts keep the
-    round-robin (drift hits all alike) but measure the steady-state time per call."""
+    round-robin (drift hits all alike) but measure the steady-state time per call.
+
+    ``settle_s``: idle time before each burst. Multi-threaded runtimes keep their workers spinning for a while
+    after a call (TVM ≈ 0.1 s, ruy/pthreadpool some ms); without a pause those workers take cores from the next
+    contender's threads (seen: a 2-thread QuickNet at 1.6 ms interleaved vs 0.84 ms alone). After the pause the
+    runner is called untimed for ``SETTLE_REWARM_S`` (its own workers and the idle vCPU wake up again: without it
+    a 0.06 ms layer took 0.08 ms on 2 threads)."""
     xs = {name: r._prepare(x) for name, r in runners.items()}
     first: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(max(1, warmup)):
@@ -425,6 +435,12 @@ def time_interleaved_bursts(
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name, r in runners.items():
+            if settle_s > 0:
+                _time.sleep(settle_s)
+                # then wake this runtime's own workers (and the idle vCPU) up again before timing
+                end = _time.perf_counter() + SETTLE_REWARM_S
+                while _time.perf_counter() < end:
+                    r._timed_once(xs[name])
             times = [r._timed_once(xs[name]) for _ in range(burst[name])]
             samples[name].append(float(np.median(times[1:])))
     return samples
