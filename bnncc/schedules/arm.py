@@ -98,7 +98,11 @@ def tensorize_update(sch: s_tir.Schedule, block: SBlockRV) -> SBlockRV:
     loop = sch.get_loops(block)[-1]
     if bits not in WORD_BITS or int(sch.get(loop).extent) != VECTOR_BITS // bits:
         return block
-    tile = sch.blockize(loop)
+    try:
+        # blockize fails when the pixel loop was fused across rows (whole-row tiles): the binding is not affine
+        tile = sch.blockize(loop)
+    except s_tir.ScheduleError:
+        return block
     try:
         sch.tensorize(tile, intrin_name(bits))
     except s_tir.ScheduleError:  # e.g. popcounts widened to a larger accumulator type: not this intrinsic
