@@ -47,10 +47,8 @@ def _intrin(bits: int) -> tuple:
     vec = f"{word}x{lanes}"
 
     @T.prim_func(s_tir=True)
-    def desc(a: T.handle, x: T.handle, w: T.handle) -> None:
-        acc = T.match_buffer(a, (lanes,), word, offset_factor=1)
-        xw = T.match_buffer(x, (1,), word, offset_factor=1)
-        ww = T.match_buffer(w, (lanes,), word, offset_factor=1)
+    def desc(acc: T.Buffer((lanes,), word, offset_factor=1), xw: T.Buffer((1,), word, offset_factor=1),
+             ww: T.Buffer((lanes,), word, offset_factor=1)) -> None:
         with T.sblock("root"):
             T.reads(acc[0:lanes], xw[0:1], ww[0:lanes])
             T.writes(acc[0:lanes])
@@ -60,10 +58,8 @@ def _intrin(bits: int) -> tuple:
                     acc[vi] = acc[vi] + T.popcount(xw[0] ^ ww[vi])
 
     @T.prim_func(s_tir=True)
-    def impl(a: T.handle, x: T.handle, w: T.handle) -> None:
-        acc = T.match_buffer(a, (lanes,), word, offset_factor=1)
-        xw = T.match_buffer(x, (1,), word, offset_factor=1)
-        ww = T.match_buffer(w, (lanes,), word, offset_factor=1)
+    def impl(acc: T.Buffer((lanes,), word, offset_factor=1), xw: T.Buffer((1,), word, offset_factor=1),
+             ww: T.Buffer((lanes,), word, offset_factor=1)) -> None:
         with T.sblock("root"):
             T.reads(acc[0:lanes], xw[0:1], ww[0:lanes])
             T.writes(acc[0:lanes])

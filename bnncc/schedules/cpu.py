@@ -17,6 +17,7 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target, codegen
 
 from .arm import tensorize_update
+from .intrinsics import WORD_BITS, bitpack_intrin_name
 
 
 @dataclass(frozen=True)
@@ -219,8 +220,6 @@ def schedule_elementwise(sch: s_tir.Schedule, name: str) -> None:
 def _tensorize_bitpack(sch: s_tir.Schedule, blk) -> None:
     """Whole words of a bitpack become one vector compare + mask reinterpret (:mod:`.intrinsics`); partial
     words (channels not a multiple of the word size) keep the generic bit loop."""
-    from .intrinsics import WORD_BITS, bitpack_intrin_name
-
     block = sch.get(blk)
     bits = int(_dtype(sch, blk)[4:])
     channels, words = int(block.reads[0].source.shape[-1]), int(block.writes[0].source.shape[-1])
