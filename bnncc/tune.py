@@ -60,7 +60,7 @@ import tvm
 from tvm import s_tir, tirx
 
 from .errors import BnnccError
-from .schedules.cpu import CONV_BLOCKS, _conv_like, _dtype, schedule_function
+from .schedules import CONV_BLOCKS, is_conv_like, output_dtype, schedule_function
 from .targets import TargetSpec, get_target
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def _describe(func: tirx.PrimFunc) -> tuple[str, str, int] | None:
     """(name, kind, MACs) of a PrimFunc bnncc's tunable space covers, None for any other."""
     sch = s_tir.Schedule(_normalize(func))
     name, block = _conv_block(sch)
-    if block is None or not _conv_like(sch, block):
+    if block is None or not is_conv_like(sch, block):
         return None
     iters = sch.get(block).iter_vars
     ext = [int(it.dom.extent) for it in iters]
@@ -162,7 +162,7 @@ def _describe(func: tirx.PrimFunc) -> tuple[str, str, int] | None:
         macs *= _word_bits(func)
     # Packed when the binary op's output transform writes words (a kernel that also packs its float output,
     # see pack_in_producers, has a uint last parameter too).
-    packed = any(sch.get(b).name_hint == "bnncc_output" and _dtype(sch, b).startswith("uint")
+    packed = any(sch.get(b).name_hint == "bnncc_output" and output_dtype(sch, b).startswith("uint")
                  for b in sch.get_child_blocks(sch.get_sblock("root")))
     if spatial and spatial[0] == 1 and len(spatial) > 2:
         spatial = spatial[1:]

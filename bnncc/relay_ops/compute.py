@@ -9,6 +9,14 @@ from tvm import te, tirx, topi
 
 from ..reference import INT32_MAX, words_per_group
 
+# Block names of the TE computes: schedules, passes, tuning and the profiler find the blocks by these names.
+BITPACK_BLOCK = "bnncc_bitpack"
+BCONV_BLOCK = "bnncc_bconv"
+BDENSE_BLOCK = "bnncc_bdense"
+BMAXPOOL_BLOCK = "bnncc_bmaxpool"
+OUTPUT_BLOCK = "bnncc_output"  # the output transform of bconv/bdense
+PAD_BLOCK = "bnncc_pad"
+
 
 def _popcount(x: te.Tensor | tirx.PrimExpr) -> tirx.PrimExpr:
     return tirx.popcount(x).astype("int32")
@@ -45,7 +53,7 @@ def bitpack(data: te.Tensor, bits: int, groups: int) -> te.Tensor:
         bit = tirx.if_then_else(tirx.all(ch < cg, neg), tirx.const(1, dtype), tirx.const(0, dtype))
         return te.sum(bit << i.astype(dtype), axis=i)
 
-    return te.compute((*data.shape[:-1], groups * wg), word, name="bnncc_bitpack")
+    return te.compute((*data.shape[:-1], groups * wg), word, name=BITPACK_BLOCK)
 
 
 def _transform(acc: te.Tensor, post: te.Tensor, out: str, clamp, bits: int) -> te.Tensor:
@@ -64,7 +72,7 @@ def _transform(acc: te.Tensor, post: te.Tensor, out: str, clamp, bits: int) -> t
             o = idx[-1]
             return post[1, o] + post[0, o] * a.astype("float32")
 
-        return te.compute(acc.shape, fout, name="bnncc_output")
+        return te.compute(acc.shape, fout, name=OUTPUT_BLOCK)
     o_total = int(acc.shape[-1])
     dtype = f"uint{bits}"
     i = te.reduce_axis((0, bits), name="obit")
@@ -80,7 +88,7 @@ def _transform(acc: te.Tensor, post: te.Tensor, out: str, clamp, bits: int) -> t
                                     tirx.const(1, dtype), tirx.const(0, dtype))
         return te.sum(bit << i.astype(dtype), axis=i)
 
-    return te.compute((*acc.shape[:-1], -(-o_total // bits)), word, name="bnncc_output")
+    return te.compute((*acc.shape[:-1], -(-o_total // bits)), word, name=OUTPUT_BLOCK)
 
 
 class BorderClasses:
@@ -175,7 +183,7 @@ def bconv2d(data: te.Tensor, weight: te.Tensor, post: te.Tensor, correction: te.
     og = o // groups
     kg = channels_in // groups
     # Padded pixels are +1, i.e. zero bits; pad_value=0 is corrected by the table.
-    xpad = topi.nn.pad(data, [0, pt, pl, 0], [0, pb, pr, 0], pad_value=0, name="bnncc_pad") \
+    xpad = topi.nn.pad(data, [0, pt, pl, 0], [0, pb, pr, 0], pad_value=0, name=PAD_BLOCK) \
         if any(padding) else data
     rkh = te.reduce_axis((0, kh), name="kh")
     rkw = te.reduce_axis((0, kw), name="kw")
@@ -187,7 +195,7 @@ def bconv2d(data: te.Tensor, weight: te.Tensor, post: te.Tensor, correction: te.
             _popcount_as(xpad[b, y * sh + rkh * dh, x * sw + rkw * dw, (c // og) * wg + rk] ^ wt(c, rkh, rkw, rk),
                          acc_t),
             axis=[rkh, rkw, rk]),
-        name="bnncc_bconv",
+        name=BCONV_BLOCK,
     )
     if correction is None:
         acc = te.compute(popc.shape, lambda b, y, x, c: kg * kh * kw - 2 * popc[b, y, x, c].astype("int32"),
@@ -208,7 +216,7 @@ def bdense(data: te.Tensor, weight: te.Tensor, post: te.Tensor, *, channels_in: 
     k = te.reduce_axis((0, wd), name="k")
     acc_t = _accumulator_type(str(data.dtype), int(wd) * bits)
     popc = te.compute((n, o), lambda b, c: te.sum(_popcount_as(data[b, k] ^ weight[c, k], acc_t), axis=k),
-                      name="bnncc_bdense")
+                      name=BDENSE_BLOCK)
     acc = te.compute(popc.shape, lambda b, c: channels_in - 2 * popc[b, c].astype("int32"), name="bnncc_acc")
     return _transform(acc, post, out, clamp, bits)
 
@@ -219,7 +227,7 @@ def bmaxpool2d(data: te.Tensor, *, pool, strides, padding) -> te.Tensor:
     pt, pl, pb, pr = padding
     dtype = str(data.dtype)
     ones = ~tirx.const(0, dtype)
-    xpad = topi.nn.pad(data, [0, pt, pl, 0], [0, pb, pr, 0], pad_value=ones, name="bnncc_pad") \
+    xpad = topi.nn.pad(data, [0, pt, pl, 0], [0, pb, pr, 0], pad_value=ones, name=PAD_BLOCK) \
         if any(padding) else data
     oh = (h + pt + pb - pool[0]) // strides[0] + 1
     ow = (w + pl + pr - pool[1]) // strides[1] + 1
@@ -229,5 +237,5 @@ def bmaxpool2d(data: te.Tensor, *, pool, strides, padding) -> te.Tensor:
     return te.compute(
         (n, oh, ow, c),
         lambda b, y, x, k: band(xpad[b, y * strides[0] + i, x * strides[1] + j, k], axis=[i, j]),
-        name="bnncc_bmaxpool",
+        name=BMAXPOOL_BLOCK,
     )

@@ -84,7 +84,7 @@ def default_conv_tile(tiles: list[int], channels: int, lanes: int, registers: in
     return best
 
 
-def _dtype(sch: s_tir.Schedule, block) -> str:
+def outputoutput_dtype(sch: s_tir.Schedule, block) -> str:
     """Element type of the buffer a block writes."""
     return str(sch.get(block).writes[0].source.ty.dtype)
 
@@ -131,7 +131,7 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
     (``sample_perfect_tile`` on the output columns and on the channel vectors) instead of picking it, so that
     MetaSchedule's evolutionary search can mutate it.
     """
-    elem_bits = int("".join(ch for ch in _dtype(sch, conv) if ch.isdigit()))
+    elem_bits = int("".join(ch for ch in output_dtype(sch, conv) if ch.isdigit()))
     loops = sch.get_loops(conv)
     if len(loops) == 3:
         b, c, k = loops
@@ -172,7 +172,7 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
     out = _epilogue(sch, conv)
     if out is None:
         return
-    packed_out = _dtype(sch, out).startswith("uint")
+    packed_out = output_dtype(sch, out).startswith("uint")
     # The epilogue consumes the tile while it is hot: float output follows each channel tile; packed output
     # needs whole words, so it follows the pixel tile (all channels).
     at = None
@@ -221,7 +221,7 @@ def _tensorize_bitpack(sch: s_tir.Schedule, blk) -> None:
     """Whole words of a bitpack become one vector compare + mask reinterpret (:mod:`.intrinsics`); partial
     words (channels not a multiple of the word size) keep the generic bit loop."""
     block = sch.get(blk)
-    bits = int(_dtype(sch, blk)[4:])
+    bits = int(output_dtype(sch, blk)[4:])
     channels, words = int(block.reads[0].source.shape[-1]), int(block.writes[0].source.shape[-1])
     if bits not in WORD_BITS or channels != words * bits:
         return
@@ -230,7 +230,7 @@ def _tensorize_bitpack(sch: s_tir.Schedule, blk) -> None:
     sch.tensorize(bit_loop, bitpack_intrin_name(bits))
 
 
-def _conv_like(sch: s_tir.Schedule, block) -> bool:
+def isis_conv_like(sch: s_tir.Schedule, block) -> bool:
     """Spatial loops first, then reductions, with the shapes :func:`schedule_conv` expects."""
     kinds = [it.iter_type for it in sch.get(block).iter_vars]
     spatial = kinds.count(tirx.IterVar.DataPar)
@@ -253,7 +253,7 @@ def schedule_function(sch: s_tir.Schedule, target: Target, tunable: bool = False
     info = CpuInfo.of(target)
     conv = next((b for b in map(lambda n: _find(sch, n), CONV_BLOCKS) if b is not None), None)
     if conv is not None:
-        if not _conv_like(sch, conv):
+        if not is_conv_like(sch, conv):
             return False
         schedule_conv(sch, conv, info, tunable=tunable)
     elif _find(sch, "bnncc_bitpack") is not None:
