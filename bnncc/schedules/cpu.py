@@ -84,7 +84,7 @@ def default_conv_tile(tiles: list[int], channels: int, lanes: int, registers: in
     return best
 
 
-def outputoutput_dtype(sch: s_tir.Schedule, block) -> str:
+def output_dtype(sch: s_tir.Schedule, block) -> str:
     """Element type of the buffer a block writes."""
     return str(sch.get(block).writes[0].source.ty.dtype)
 
@@ -230,7 +230,7 @@ def _tensorize_bitpack(sch: s_tir.Schedule, blk) -> None:
     sch.tensorize(bit_loop, bitpack_intrin_name(bits))
 
 
-def isis_conv_like(sch: s_tir.Schedule, block) -> bool:
+def is_conv_like(sch: s_tir.Schedule, block) -> bool:
     """Spatial loops first, then reductions, with the shapes :func:`schedule_conv` expects."""
     kinds = [it.iter_type for it in sch.get(block).iter_vars]
     spatial = kinds.count(tirx.IterVar.DataPar)
