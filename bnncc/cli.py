@@ -308,8 +308,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--repeats", type=int, default=20)
     d.set_defaults(func=cmd_demo)
 
-    # tuning (bnncc.tune, bnncc.rpc_cli)
-    from .rpc_cli import add_rpc_parser
+    # tuning (bnncc.tune, bnncc.rpc.cli)
+    from .rpc.cli import add_rpc_parser
 
     t = sub.add_parser("tune", help="auto-tune a model's binary (and heaviest float) ops into tuning_logs/")
     t.add_argument("model", help="a .h5/.keras file, a SavedModel directory, or a zoo name (bnncc models)")

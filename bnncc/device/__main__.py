@@ -21,13 +21,15 @@ from bnncc.errors import BnnccError
 
 
 def _serve(args) -> int:
-    from bnncc.device import qemu
+    from bnncc.device.qemu_server import QemuRpcDevice
+    from bnncc.rpc.process import stop_process
+    from bnncc.rpc.tracker import start_tracker
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    tracker_proc, tracker = qemu.start_tracker(port=args.port or None)
-    dev = qemu.QemuRpcDevice(args.key, tracker=tracker, cpu=args.cpu)
+    tracker_proc, tracker = start_tracker(port=args.port or None)
+    dev = QemuRpcDevice(args.key, tracker=tracker, cpu=args.cpu)
     try:
         print(f"bnncc.device: starting the qemu aarch64 RPC server ({args.cpu}) ...", file=sys.stderr, flush=True)
         dev.start()
@@ -38,17 +40,17 @@ def _serve(args) -> int:
             dev.ensure_server()  # a server killed by a client's crash comes back
     finally:
         dev.close()
-        qemu.stop_process(tracker_proc)
+        stop_process(tracker_proc)
     return 0
 
 
 def _app(args) -> int:
-    from bnncc.device import qemu
+    from bnncc.device.deploy_app import run_deploy_app
 
     if args.count_insns and args.repeat < 1:
         raise BnnccError("--count-insns needs --repeat N (N >= 1): the counted region is the N timed calls")
     inputs = [np.load(p) for p in args.input]
-    res = qemu.run_deploy_app(args.model, inputs, repeat=args.repeat, count_insns=args.count_insns, cpu=args.cpu)
+    res = run_deploy_app(args.model, inputs, repeat=args.repeat, count_insns=args.count_insns, cpu=args.cpu)
     if args.output:
         if len(res.outputs) == 1:
             np.save(args.output, res.output)
@@ -65,7 +67,8 @@ def _app(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bnncc.device.qemu import DEFAULT_CPU, DEFAULT_KEY
+    from bnncc.device.arm64 import DEFAULT_CPU
+    from bnncc.device.qemu_server import DEFAULT_KEY
 
     p = argparse.ArgumentParser(prog="python -m bnncc.device", description="The emulated arm64 device (qemu-user).")
     sub = p.add_subparsers(dest="command", required=True)

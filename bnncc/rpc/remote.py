@@ -1,7 +1,7 @@
 """Run a compiled model on a remote device through a TVM RPC tracker (``bnncc run --rpc HOST:PORT --key KEY``).
 
 The device runs the stock TVM RPC server (``python -m tvm.exec.rpc_server --tracker HOST:PORT --key KEY``; see
-``deploy/README.md``), e.g. a Raspberry Pi, a phone, or the emulated arm64 device of :mod:`bnncc.device.qemu`.
+``deploy/README.md``), e.g. a Raspberry Pi, a phone, or the emulated arm64 device of :mod:`bnncc.device`.
 :func:`run_remote` requests a session for ``key`` from the tracker, uploads the library written by
 ``bnncc compile --target aarch64|rasp4|pixel1``, runs the Relax VM's ``main`` there and returns numpy arrays;
 :func:`time_remote` measures it there with TVM's time evaluator.
@@ -23,7 +23,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .errors import BnnccError
+from bnncc.errors import BnnccError
+
+from .tracker import RpcError, request_session
 
 DEFAULT_SESSION_TIMEOUT = 120.0
 DEFAULT_REQUEST_TIMEOUT = 60.0
@@ -34,7 +36,7 @@ _ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv"
 T = TypeVar("T")
 
 
-class RemoteError(BnnccError):
+class RemoteError(RpcError):
     """Running a model on a remote device failed (tracker, session, upload, run)."""
 
 
@@ -123,13 +125,11 @@ def _bounded(fn: Callable[[], T], seconds: float, what: str) -> T:
 def connect(tracker: str, key: str, *, session_timeout: float = DEFAULT_SESSION_TIMEOUT,
             request_timeout: float = DEFAULT_REQUEST_TIMEOUT, priority: int = 1):
     """A ``tvm.rpc.RPCSession`` on a server registered as ``key`` at the tracker ``HOST:PORT`` (bounded waits;
-    see :func:`bnncc.device.qemu.request_session`)."""
-    from .device.qemu import DeviceError, request_session
-
+    see :func:`bnncc.rpc.tracker.request_session`)."""
     try:
         return request_session(tracker, key, session_timeout=session_timeout, priority=priority,
                                request_timeout=request_timeout)
-    except DeviceError as e:
+    except RpcError as e:
         raise RemoteError(str(e)) from None
 
 
@@ -212,13 +212,14 @@ class _Remote:
                               "sending the inputs")
 
     def run(self, func: str, inputs: list[np.ndarray]) -> np.ndarray | tuple[np.ndarray, ...]:
-        return self.call(lambda: _to_numpy(self.vm[func](*self.args)), inputs, f"running {func}")
+        return self.call(lambda: to_numpy(self.vm[func](*self.args)), inputs, f"running {func}")
 
 
-def _to_numpy(out) -> np.ndarray | tuple[np.ndarray, ...]:
+def to_numpy(out, container: type = tuple) -> np.ndarray | tuple[np.ndarray, ...] | list:
+    """A Relax VM output (a tensor or a nested tuple of them) as numpy: a tuple output as ``container``."""
     if hasattr(out, "numpy"):
         return out.numpy()
-    return tuple(_to_numpy(o) for o in out)
+    return container(to_numpy(o, container) for o in out)
 
 
 def _check_model(model_so: str | Path) -> Path:

@@ -2,7 +2,7 @@
 
     bnncc rpc tracker                          # python -m tvm.exec.rpc_tracker --host 127.0.0.1 --port 9190
     bnncc rpc server --key x86-local -n 2      # 2 x python -m tvm.exec.rpc_server --tracker 127.0.0.1:9190 --key ...
-    bnncc rpc server --key aarch64-qemu --qemu # the emulated aarch64 device (bnncc.device.qemu)
+    bnncc rpc server --key aarch64-qemu --qemu # the emulated aarch64 device (bnncc.device)
     bnncc rpc status                           # servers per key, queue (the tracker's summary)
 
 Everything binds to 127.0.0.1 unless ``--host`` says otherwise (a tracker or server on 0.0.0.0 lets anyone on the
@@ -20,18 +20,16 @@ import sys
 import time
 from typing import Any
 
-from .errors import BnnccError
+from .process import free_port, spawn, stop_process
+from .tracker import await_server, reach_tracker, servers, start_tracker
 
 DEFAULT_TRACKER = "127.0.0.1:9190"
+
+__all__ = ["DEFAULT_TRACKER", "add_rpc_parser", "server_cmd", "start_server", "start_tracker", "status", "stop"]
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def tracker_cmd(host: str = "127.0.0.1", port: int = 9190, port_end: int | None = None) -> list[str]:
-    return [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", host, "--port", str(port),
-            "--port-end", str(port_end or port + 1)]
 
 
 def server_cmd(tracker: str, key: str, host: str = "127.0.0.1", port: int = 9091, port_end: int | None = None,
@@ -43,63 +41,31 @@ def server_cmd(tracker: str, key: str, host: str = "127.0.0.1", port: int = 9091
     return cmd
 
 
-def start_tracker(host: str = "127.0.0.1", port: int | None = None, *, log_path=None, timeout: float = 60.0):
-    """Start TVM's tracker (``python -m tvm.exec.rpc_tracker``) and wait until it answers: ``(proc, "host:port")``.
-    Stop it with :func:`stop`."""
-    from .device.qemu import start_tracker as _start
-
-    return _start(host, port, timeout=timeout, log_path=log_path)
-
-
 def start_server(tracker: str, key: str, *, host: str = "127.0.0.1", port: int | None = None, log_path=None,
                  timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start one TVM RPC server on this machine (``python -m tvm.exec.rpc_server``), registered at ``tracker`` under
     ``key``, and wait until the tracker lists it (``proc.bnncc_addr``). Stop it with :func:`stop` (kills its
     process group: the server and its session workers)."""
-    from .device.qemu import DeviceError, _servers, _spawn, free_port, tracker_summary
-
-    try:
-        before = set(_servers(tracker_summary(tracker), key))
-    except (OSError, DeviceError) as e:
-        raise BnnccError(f"cannot reach the RPC tracker {tracker}: {e}") from None
+    before = set(servers(reach_tracker(tracker), key))
     port = port or free_port(host)
     penv = dict(os.environ, **(env or {}))
-    proc = _spawn(server_cmd(tracker, key, host, port, port + 100), penv, log_path, "bnncc-rpc-server-")
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise BnnccError(f"the RPC server exited with {proc.returncode} before registering "
-                             f"(log: {getattr(proc, 'bnncc_log', '?')})")
-        now = set(_servers(tracker_summary(tracker), key))
-        if now - before:
-            proc.bnncc_addr = sorted(now - before)[0]  # type: ignore[attr-defined]
-            proc.bnncc_key = key  # type: ignore[attr-defined]
-            return proc
-        if time.monotonic() > deadline:
-            stop(proc)
-            raise BnnccError(f"the RPC server did not register with {tracker} as {key!r} in {timeout:.0f} s")
-        time.sleep(0.2)
+    proc = spawn(server_cmd(tracker, key, host, port, port + 100), penv, log_path, "bnncc-rpc-server-")
+    return await_server(proc, tracker, key, before, what="RPC server", timeout=timeout)
 
 
 def stop(proc: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
-    from .device.qemu import stop_process
-
+    """Stop a tracker or server started here (its whole process group)."""
     stop_process(proc, sig=sig)
 
 
 def status(tracker: str = DEFAULT_TRACKER) -> dict[str, Any]:
     """``{"servers": {key: [(host, port), ...]}, "queue": {key: {"free": n, "pending": m}}}`` of a tracker."""
-    from .device.qemu import DeviceError, tracker_summary
-
-    try:
-        summary = tracker_summary(tracker)
-    except (OSError, DeviceError) as e:
-        raise BnnccError(f"cannot reach the RPC tracker {tracker}: {e}") from None
-    servers: dict[str, list] = {}
+    summary = reach_tracker(tracker)
+    by_key: dict[str, list] = {}
     for s in summary.get("server_info", []):
         key = str(s.get("key", "")).removeprefix("server:")
-        servers.setdefault(key, []).append(tuple(s.get("addr", ())))
-    return {"servers": servers, "queue": summary.get("queue_info", {})}
+        by_key.setdefault(key, []).append(tuple(s.get("addr", ())))
+    return {"servers": by_key, "queue": summary.get("queue_info", {})}
 
 
 # --------------------------------------------------------------------------------------------- commands
@@ -142,7 +108,7 @@ def cmd_server(args) -> int:
     try:
         for _ in range(args.n):
             if args.qemu:
-                from .device.qemu import free_port, start_rpc_server
+                from bnncc.device import start_rpc_server
 
                 procs.append(start_rpc_server(args.tracker, args.key, args.port or free_port(args.host),
                                               host=args.host))
