@@ -7,7 +7,7 @@
 #   2. an arm64 Debian bookworm sysroot with python3.11 + libstdc++6 (debootstrap --foreign, then
 #      `dpkg-deb -x` of every downloaded .deb: no second stage, no chroot, no binfmt_misc needed)
 #   3. the aarch64 wheels (apache-tvm, apache-tvm-ffi, numpy, ... pinned) into ROOT/opt/site
-#   4. the qemu-insncount TCG plugin (built from ../shared/tools/qemu-insncount into the cache)
+#   4. the qemu-insncount TCG plugin (built from tools/qemu-insncount into the cache, again when its sources change)
 #   5. a wrapper script that runs the arm64 python under qemu (the TVM RPC server re-launches
 #      sys.executable for its workers; it is pointed at this wrapper)
 #
@@ -20,7 +20,7 @@
 #   BNNCC_ARM64_ROOT     sysroot (default: $BNNCC_CACHE/arm64-sysroot)
 #   BNNCC_HOST_PYTHON    a host python with pip, used only to download the aarch64 wheels (default: python3)
 #   BNNCC_DEBIAN_MIRROR  default: http://deb.debian.org/debian
-#   BNNCC_INSNCOUNT_SRC  default: <repo>/../shared/tools/qemu-insncount
+#   BNNCC_INSNCOUNT_SRC  default: <repo>/tools/qemu-insncount
 # Options:
 #   --check   only report whether everything is in place (exit 3 if not); never installs anything
 set -euo pipefail
@@ -33,7 +33,7 @@ SITE=$ROOT/opt/site
 SUITE=bookworm
 MIRROR=${BNNCC_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 HOST_PY=${BNNCC_HOST_PYTHON:-python3}
-PLUGIN_SRC=${BNNCC_INSNCOUNT_SRC:-$REPO/../shared/tools/qemu-insncount}
+PLUGIN_SRC=${BNNCC_INSNCOUNT_SRC:-$REPO/tools/qemu-insncount}
 PLUGIN_DIR=$CACHE/qemu-insncount
 PLUGIN=$PLUGIN_DIR/insncount.so
 WRAPPER=$CACHE/bin/python3.11-aarch64
@@ -133,12 +133,16 @@ fi
 
 # ------------------------------------------------------------------------------------ 4. insncount plugin
 if [[ -f "$PLUGIN_SRC/insncount.c" ]]; then
-  if [[ ! -f "$PLUGIN" || "$PLUGIN_SRC/insncount.c" -nt "$PLUGIN" || "$PLUGIN_SRC/qemu-plugin-v1.h" -nt "$PLUGIN" ]]; then
-    ((CHECK_ONLY)) && unavailable "qemu-insncount plugin not built ($PLUGIN)"
+  # Keyed by the sources' hash (not mtimes): a plugin built from other sources, e.g. an older copy, is rebuilt.
+  PLUGIN_VERSION="1 $(cat "$PLUGIN_SRC"/*.[ch] | sha256sum | cut -d" " -f1)"
+  if [[ ! -f "$PLUGIN" ]] || ! stamp_ok "$PLUGIN_DIR/.bnncc-plugin" "$PLUGIN_VERSION"; then
+    ((CHECK_ONLY)) && unavailable "qemu-insncount plugin not built from $PLUGIN_SRC ($PLUGIN)"
     log "building $PLUGIN"
     mkdir -p "$PLUGIN_DIR"
-    gcc -O2 -shared -fPIC -I"$PLUGIN_SRC" -o "$PLUGIN.tmp" "$PLUGIN_SRC/insncount.c"
+    gcc -O2 -shared -fPIC -fvisibility=hidden -I"$PLUGIN_SRC" -o "$PLUGIN.tmp" "$PLUGIN_SRC/insncount.c" >&2 \
+      || die "building the qemu-insncount plugin failed"
     mv "$PLUGIN.tmp" "$PLUGIN"
+    echo "$PLUGIN_VERSION" >"$PLUGIN_DIR/.bnncc-plugin"
   fi
 elif [[ ! -f "$PLUGIN" ]]; then
   log "warning: $PLUGIN_SRC/insncount.c not found: no instruction counting"
