@@ -142,6 +142,38 @@ def test_unsupported_layer_is_named():
         bnncc.from_keras(keras.Model(inp, out))
 
 
+def test_every_unsupported_layer_is_named_in_one_error():
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.UpSampling2D(name="up")(inp)
+    x = keras.layers.Conv2D(4, 3, name="fine")(x)
+    x = lq.layers.QuantConv2D(4, 3, input_quantizer="ste_heaviside", kernel_quantizer="ste_sign", name="heavi")(x)
+    x = keras.layers.Reshape((-1, 4))(x)
+    out = keras.layers.LSTM(2, name="lstm")(x)
+    with pytest.raises(bnncc.FrontendError) as info:
+        bnncc.from_keras(keras.Model(inp, out))
+    msg = str(info.value)
+    assert msg.startswith("3 layers cannot be imported: layer 'up': UpSampling2D: layer class is not supported; ")
+    assert ("layer 'heavi': QuantConv2D: input quantizer 'steheaviside' is not supported: binary layers need a "
+            "sign quantizer (ste_sign, approx_sign, swish_sign) or none; ") in msg
+    assert "layer 'lstm': LSTM: layer class is not supported; supported layers: QuantConv2D, Conv2D, " in msg
+    assert "fine" not in msg
+
+
+def test_cli_prints_the_unsupported_layers_as_one_error(tmp_path, capsys):
+    from bnncc.cli import main
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, data_format="channels_first", name="nchw")(inp)
+    out = keras.layers.UpSampling2D(name="up")(x)
+    keras.Model(inp, out).save(tmp_path / "two.h5")
+    assert main(["compile", str(tmp_path / "two.h5"), "-o", str(tmp_path / "m.so")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith(f"bnncc: error: file {tmp_path / 'two.h5'}: 2 layers cannot be imported: "
+                                "layer 'nchw': Conv2D: only channels_last (NHWC) data is supported; "
+                                "layer 'up': UpSampling2D: layer class is not supported; supported layers: ")
+    assert not (tmp_path / "m.so").exists()
+
+
 def test_lce_disagrees_with_larq_on_zero_padded_maps_smaller_than_the_kernel():
     """The oracles disagree here, and Larq (the training framework) defines the network: LCE 0.16 gets
     pad_values=0 'same' 3×3 binary convs wrong on 1×1 and 2×2 maps (BiRealNet's last stage at 64×64 input);
