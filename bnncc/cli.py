@@ -102,7 +102,7 @@ def cmd_compile(args) -> int:
     _say(f"  binary ops: {stats['binary_ops']}  float ops: {stats['float_ops']}  "
          f"packed between binary layers: {stats['packed_outputs']}")
     _say(f"  size: {_size(so_size)} (vs {_size(ref_size)} of {what}: {ref_size / so_size:.1f}x smaller)")
-    from .tune import describe_tuning  # tuning
+    from .tune.log import describe_tuning  # tuning
 
     _say(f"  {describe_tuning(stats)}")
     return 0
@@ -334,7 +334,7 @@ def parser() -> argparse.ArgumentParser:
 def cmd_tune(args) -> int:
     from . import from_keras
     from .targets import get_target
-    from .tune import tune
+    from .tune.driver import tune
 
     if args.threads:
         os.environ["TVM_NUM_THREADS"] = str(args.threads)  # the local runner's worker inherits it

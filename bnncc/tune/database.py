@@ -1,0 +1,138 @@
+"""The MetaSchedule JSON databases of a tuning log: every line checked before TVM's loader (which aborts on the
+first bad one) and the bad ones moved aside, the records of a workload, their run times."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tvm
+
+from .util import atomic_write, say, short_error
+
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
+
+
+def _json_line_ok(kind: str, obj: Any, n_workloads: int) -> str | None:
+    """Why a parsed line is not a valid workload/record (shape only), None if it looks right."""
+    if kind == "workload":
+        if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], str)):
+            return "not a [hash, module] pair"
+        return None
+    if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], int) and isinstance(obj[1], list)):
+        return "not a [workload index, record] pair"
+    if not 0 <= obj[0] < n_workloads:
+        return f"workload index {obj[0]} out of range (the workload file has {n_workloads} valid lines)"
+    if len(obj[1]) != 4:
+        return "a record has 4 fields (trace, run_secs, target, args_info)"
+    return None
+
+
+def _move_aside(path: Path, lines: Sequence[tuple[int, str, str]]) -> None:
+    """Append the bad lines (with where they came from and why) to ``<path>.corrupt``; nothing is lost."""
+    with open(f"{path}.corrupt", "a") as f:
+        for lineno, text, why in lines:
+            f.write(f"# {path.name} line {lineno}: {why}\n{text.rstrip(chr(10))}\n")
+
+
+def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = say) -> int:
+    """Check every line of a MetaSchedule JSON database (``database_workload.json`` and
+    ``database_tuning_record.json`` in ``directory``) and move the lines that do not parse to ``<file>.corrupt``,
+    with a warning naming the file and line; records of a corrupt workload go with it, and the remaining records
+    are renumbered. TVM's loader aborts on the first bad line: this runs before it. Returns the lines moved."""
+    from tvm.s_tir.meta_schedule.database import TuningRecord, Workload
+
+    directory = Path(directory)
+    wpath, rpath = directory / WORKLOAD_FILE, directory / RECORD_FILE
+    moved = 0
+    # workloads
+    wlines = wpath.read_text(errors="replace").splitlines(keepends=True) if wpath.is_file() else []
+    good_w: list[str] = []
+    workloads: list[Any] = []
+    remap: dict[int, int] = {}
+    bad_w: list[tuple[int, str, str]] = []
+    index = 0
+    for lineno, text in enumerate(wlines, 1):
+        if not text.strip():
+            continue
+        why = None
+        try:
+            obj = json.loads(text)
+            why = _json_line_ok("workload", obj, 0)
+            if why is None:
+                workloads.append(Workload.from_json(obj))
+        except Exception as e:  # noqa: BLE001 - json, TVM parse errors
+            why = why or short_error(e)
+        if why is None:
+            remap[index] = len(good_w)
+            good_w.append(text if text.endswith("\n") else text + "\n")
+        else:
+            bad_w.append((lineno, text, why))
+        index += 1
+    # records
+    rlines = rpath.read_text(errors="replace").splitlines(keepends=True) if rpath.is_file() else []
+    good_r: list[str] = []
+    bad_r: list[tuple[int, str, str]] = []
+    n_all = index
+    for lineno, text in enumerate(rlines, 1):
+        if not text.strip():
+            continue
+        why = None
+        try:
+            obj = json.loads(text)
+            why = _json_line_ok("record", obj, n_all)
+            if why is None and obj[0] not in remap:
+                why = f"its workload (entry {obj[0]} of {WORKLOAD_FILE}) is corrupt"
+            if why is None:
+                TuningRecord.from_json(obj[1], workloads[remap[obj[0]]])
+                if remap[obj[0]] != obj[0]:
+                    text = json.dumps([remap[obj[0]], obj[1]]) + "\n"
+        except Exception as e:  # noqa: BLE001
+            why = why or short_error(e)
+        if why is None:
+            good_r.append(text if text.endswith("\n") else text + "\n")
+        else:
+            bad_r.append((lineno, text, why))
+    for path, bad, good in ((wpath, bad_w, good_w), (rpath, bad_r, good_r)):
+        if not bad:
+            continue
+        for lineno, _text, why in bad:
+            warn(f"bnncc: warning: {path}:{lineno}: corrupt tuning database line skipped ({why}); "
+                 f"moved to {path.name}.corrupt")
+        _move_aside(path, bad)
+        atomic_write(path, "".join(good))
+        moved += len(bad)
+    return moved
+
+
+def open_database(directory: str | Path, *, create: bool = True, warn: Callable[[str], None] = say):
+    """A MetaSchedule ``JSONDatabase`` on ``directory`` after :func:`sanitize_database`."""
+    from tvm.s_tir.meta_schedule.database import JSONDatabase
+
+    directory = Path(directory)
+    if create:
+        directory.mkdir(parents=True, exist_ok=True)
+    sanitize_database(directory, warn=warn)
+    return JSONDatabase(str(directory / WORKLOAD_FILE), str(directory / RECORD_FILE), allow_missing=create)
+
+
+def records_of(db, mod: tvm.IRModule) -> list:
+    """All records of a workload (failed runs included), in the database's order."""
+    if not db.has_workload(mod):
+        return []
+    wl = db.commit_workload(mod)
+    return [r for r in db.get_all_tuning_records() if r.workload.same_as(wl)]
+
+
+def run_ok(r) -> bool:
+    """Whether a record's run succeeded (MetaSchedule records a failed one with a run time of 1e9 s or more)."""
+    return r.run_secs is not None and len(r.run_secs) > 0 and all(float(s) < 1e9 for s in r.run_secs)
+
+
+def mean_secs(r) -> float:
+    """Mean run time of a record (seconds)."""
+    return float(np.mean([float(s) for s in r.run_secs]))
