@@ -1,4 +1,4 @@
-"""The numpy oracle: binary operators computed straight from their definition (../shared/BNN-SEMANTICS.md).
+"""The numpy oracle: binary operators computed straight from their definition (docs/semantics.md).
 
 Everything here works on unpacked ±1 values with plain integer arithmetic — no popcount tricks — so that it can
 check the compiled kernels. Tests and benchmarks share it. The compiler uses only its geometry helpers

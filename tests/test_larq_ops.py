@@ -1,4 +1,4 @@
-"""bnncc's binary ops against Keras + Larq itself (the oracle of ../shared/BNN-SEMANTICS.md, not our reading of it).
+"""bnncc's binary ops against Keras + Larq itself (the oracle of docs/semantics.md, not our reading of it).
 
 Each example builds a small Keras model around one Larq layer, calls it eagerly on random data (with exact zeros and
 negative zeros: sign(±0) = +1 is part of the contract) and compares with the compiled bnncc op. Accumulators are small

@@ -12,7 +12,7 @@
  * The count is one 64-bit counter that the translated code increments inline (no helper call per block).
  * Inline additions are not atomic, so the count is exact only while one guest thread runs: `vcpus` lets the
  * reader check that. count=block (default) adds a block's length when the block starts; count=insn adds 1 per
- * instruction, which stays exact when a block is left early (a faulting load), at some speed cost.
+ * instruction, so a block left before its end (a faulting load) counts only what ran, at some speed cost.
  */
 #include <stdio.h>
 #include <string.h>
