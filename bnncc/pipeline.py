@@ -15,7 +15,7 @@ from tvm import relax
 
 from . import relay_ops  # noqa: F401  (registers the ops)
 from .errors import BnnccError
-from .relay_ops.passes import fuse_binary_layers, pack_in_producers, use_weight_layout
+from .relay_ops.passes import FuseBinaryLayers, PackInProducers, UseWeightLayout, fuse_binary_layers
 from .schedules import schedule_module
 from .targets import TargetSpec, get_target
 
@@ -40,11 +40,13 @@ def legalize(mod: tvm.IRModule, target: TargetSpec, num_cores: int | None = None
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     tvm_target = target.tvm_target(num_cores)
-    mod = use_weight_layout(optimize(mod), "HWIO")
+    mod = UseWeightLayout("HWIO")(optimize(mod))
     passes = cpu.library_dispatch_passes(tvm_target) + cpu.legalize_passes(tvm_target)
     # Bitpacks join the conv kernels producing their input once FuseOps has grouped those kernels.
     fuse_tir = next(i for i, p in enumerate(passes) if p.info.name == "FuseTIR")
-    pack = tvm.transform.module_pass(lambda m, _ctx: pack_in_producers(m), opt_level=0, name="PackInProducers")
+    from .schedules import CONV_BLOCKS
+
+    pack = PackInProducers(CONV_BLOCKS)
     with tvm_target:
         return tvm.transform.Sequential([*passes[:fuse_tir], pack, *passes[fuse_tir:]])(mod)
 
@@ -74,7 +76,7 @@ def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=No
     # --- tuning (bnncc.tune)
     tuning = None
     if tuning_log is not None:
-        from .tune import TuningLog
+        from .tune.log import TuningLog
 
         tuning = TuningLog.resolve(tuning_log, spec)
     ex = tvm.compile(lower(mod, spec, tuning=tuning), spec.tvm_target())

@@ -7,7 +7,8 @@ import pytest
 from tvm import relax, tirx
 
 from bnncc import errors, targets
-from bnncc.relay_ops import bconv2d, bdense, bitpack, bmaxpool2d, ops
+from bnncc.relay_ops import bconv2d, bdense, bitpack, bmaxpool2d
+from bnncc.relay_ops.bconv2d import bconv2d_type
 from bnncc.testing import compile_graph
 
 CONV, DENSE, POOL, PACK = "bnncc.bconv2d", "bnncc.bdense", "bnncc.bmaxpool2d", "bnncc.bitpack"
@@ -135,7 +136,7 @@ def test_type_inference_rejects_uneven_group_split():
     attrs = dict(weight_layout="OHWI", groups=4, channels_in=10, strides=(1, 1), dilation=(1, 1),
                  padding=(0, 0, 0, 0), pad_value=1, out="float32")
     with pytest.raises(errors.OpError) as info:
-        ops.bconv2d_shape((1, 4, 4, 4), "uint32", (4, 3, 3, 1), "uint32", attrs)
+        bconv2d_type((1, 4, 4, 4), "uint32", (4, 3, 3, 1), "uint32", attrs)
     _check(info.value, CONV, "10 input channels cannot be split into 4 groups")
 
 
