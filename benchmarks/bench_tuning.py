@@ -148,7 +148,7 @@ def bench_fleet(layer: C.BconvLayer, *, bits: int, trials: int, per_iter: int, r
     alternating rounds, summed), with MetaSchedule's profile of where the search time goes."""
     from tvm.s_tir import meta_schedule as ms
 
-    from bnncc import rpc_cli
+    from bnncc.rpc import cli as rpc_cli
     from bnncc import tune as T
 
     mod = layer_module(layer, bits)[0]

@@ -86,7 +86,7 @@ def test_metaschedule_space_contains_tensorize():
     task = tune.extract_tasks(_legalized_bconv((1, 8, 8, 4), _kernel(64, 64)), spec)[0]
     space_gen = ms.space_generator.ScheduleFn(tune.tunable_space(target), sch_rules=[], postprocs=[],
                                               mutator_probs={})
-    with tune._without_tensor_intrin_import():
+    with tune.without_tensor_intrin_import():
         ctx = ms.TuneContext(mod=task.mod, target=target, space_generator=space_gen, task_name="t")
     (space,) = ctx.generate_design_space()
     assert _tensorizes(space.trace) == [arm.intrin_name(16)]

@@ -1,4 +1,4 @@
-"""The aarch64 path end to end, on the qemu device of bnncc.device.qemu (no ARM machine needed).
+"""The aarch64 path end to end, on the qemu device of bnncc.device (no ARM machine needed).
 
 A toy Relax model (matmul + relu, two inputs) compiled for aarch64+neon and exported with the cross
 compiler runs (a) on a TVM RPC server under qemu reached through a real RPC tracker, (b) in the C++
@@ -7,7 +7,7 @@ deploy app (deploy/cpp) under qemu -- and natively on x86_64 as a cheap check of
 the session timeout ends with RPCSessionTimeoutError. Skips only when qemu cannot be installed here.
 
 To test a real bnncc model instead, swap `toy_model` for a fixture returning (exported .so, inputs,
-expected outputs); the device fixtures come from bnncc.device.qemu.pytest_fixtures().
+expected outputs); the device fixtures come from bnncc.device.pytest_fixtures().
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import time
 import numpy as np
 import pytest
 
-from bnncc.device import qemu
+from bnncc import device
 
 # Fixtures "arm64_env" (skips if qemu cannot be installed) and "arm64_rpc" (tracker + qemu RPC server,
 # one per module: `import tvm` under qemu takes seconds).
-arm64_env, arm64_rpc = qemu.pytest_fixtures(scope="module")
+arm64_env, arm64_rpc = device.pytest_fixtures(scope="module")
 
 M, K, N = 4, 32, 8
 
@@ -49,9 +49,17 @@ def toy_model(arm64_env, tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((M, K), dtype=np.float32)
     w = rng.standard_normal((K, N), dtype=np.float32)
-    ex = tvm.compile(_toy_module(), qemu.aarch64_target())
-    so = qemu.export_aarch64(ex, tmp_path_factory.mktemp("toy") / "toy_aarch64.so")
+    ex = tvm.compile(_toy_module(), device.aarch64_target())
+    so = device.export_aarch64(ex, tmp_path_factory.mktemp("toy") / "toy_aarch64.so")
     return so, [x, w], np.maximum(x @ w, 0)
+
+
+def test_device_compiles_for_bnncc_targets():
+    """The device's target is bnncc's ``aarch64`` (not a copy of its facts); its qemu CPU model is the rasp4's."""
+    from bnncc.targets import get_target
+
+    assert str(device.aarch64_target()) == str(get_target("aarch64").tvm_target())
+    assert device.DEFAULT_CPU == get_target("rasp4").attrs["mcpu"]
 
 
 def test_rpc_tracker_lists_qemu_server(arm64_rpc):
@@ -63,20 +71,20 @@ def test_rpc_tracker_lists_qemu_server(arm64_rpc):
 def test_rpc_remote_vm_matches_numpy(arm64_rpc, toy_model):
     so, inputs, expected = toy_model
     remote = arm64_rpc.connect(session_timeout=120)
-    out = qemu.run_vm_remote(remote, so, inputs)
+    out = device.run_vm_remote(remote, so, inputs)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_deploy_app_aarch64_under_qemu(arm64_env, toy_model):
     so, inputs, expected = toy_model
-    res = qemu.run_deploy_app(so, inputs, arch="aarch64")
+    res = device.run_deploy_app(so, inputs, arch="aarch64")
     np.testing.assert_allclose(res.output, expected, rtol=1e-5, atol=1e-5)
     assert res.output.dtype == np.float32 and res.output.shape == (M, N)
 
 
 def test_deploy_app_aarch64_insncount(arm64_env, toy_model):
     so, inputs, expected = toy_model
-    res = qemu.run_deploy_app(so, inputs, arch="aarch64", repeat=5, count_insns=True)
+    res = device.run_deploy_app(so, inputs, arch="aarch64", repeat=5, count_insns=True)
     np.testing.assert_allclose(res.output, expected, rtol=1e-5, atol=1e-5)
     assert res.insns is not None and res.insns.vcpus == 1
     per_run = res.insns.region(1, 2) / 5
@@ -94,7 +102,7 @@ def test_deploy_app_native_x86_64(arm64_env, tmp_path):
     ex = tvm.compile(_toy_module(), tvm.target.Target({"kind": "llvm"}))
     so = tmp_path / "toy_x86_64.so"
     ex.export_library(str(so))
-    res = qemu.run_deploy_app(so, [x, w], arch="native")
+    res = device.run_deploy_app(so, [x, w], arch="native")
     np.testing.assert_allclose(res.output, np.maximum(x @ w, 0), rtol=1e-5, atol=1e-5)
 
 
@@ -142,7 +150,7 @@ def test_rpc_session_timeout_ends_a_long_request(arm64_rpc, toy_model):
     assert isinstance(result.get("error"), tvm.error.RPCSessionTimeoutError), result
     assert result["seconds"] <= session_timeout + 1
     # The server survives a session timeout and serves the next session.
-    out = qemu.run_vm_remote(arm64_rpc.connect(session_timeout=120), so, inputs)
+    out = device.run_vm_remote(arm64_rpc.connect(session_timeout=120), so, inputs)
     np.testing.assert_allclose(out, toy_model[2], rtol=1e-5, atol=1e-5)
 
 

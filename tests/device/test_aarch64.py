@@ -1,4 +1,4 @@
-"""bnncc models compiled for aarch64, run on the emulated arm64 device (qemu-user; bnncc.device.qemu).
+"""bnncc models compiled for aarch64, run on the emulated arm64 device (qemu-user; bnncc.device).
 
 Two models — the zoo's QuickNetSmall at 64×64 and a small Larq BNN with every kind of layer (binary convs padded
 with 0 and with 1 whose channel counts are not multiples of 32, BatchNorm, max-pool, a binary dense layer, a float
@@ -31,25 +31,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnncc import reference
-from bnncc.device import qemu
+from bnncc import device, reference
 from bnncc.errors import BnnccError
 from bnncc.testing import shared_dir
 
-REPO = Path(__file__).resolve().parents[1]
-KEY = qemu.DEFAULT_KEY
+REPO = Path(__file__).resolve().parents[2]
+KEY = device.DEFAULT_KEY
 KERAS_TOLERANCE = 1e-4  # max |bnncc - keras| / max |keras|
 HOST_TOLERANCE = 1e-5  # max |aarch64 - x86| / max |x86|
 
 # Fixture "arm64_env": the device's paths; skips if qemu cannot be installed here.
-arm64_env = qemu.pytest_fixtures(scope="module")[0]
+arm64_env = device.pytest_fixtures(scope="module")[0]
 
 
 @pytest.fixture(scope="module")
 def device_starting(arm64_env, tmp_path_factory):
     """A tracker + qemu RPC server (QemuRpcDevice), started in a background thread: its ~15 s start-up (two
     `import tvm` under qemu) overlaps with compiling the models."""
-    dev = qemu.QemuRpcDevice(KEY, log_dir=tmp_path_factory.mktemp("arm64-rpc-logs"))
+    dev = device.QemuRpcDevice(KEY, log_dir=tmp_path_factory.mktemp("arm64-rpc-logs"))
     errors: list[BaseException] = []
 
     def start():
@@ -66,7 +65,7 @@ def device_starting(arm64_env, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def arm64_rpc(device_starting) -> qemu.QemuRpcDevice:
+def arm64_rpc(device_starting) -> device.QemuRpcDevice:
     dev, thread, errors = device_starting
     thread.join(dev.startup_timeout + 60)
     if errors:
@@ -197,7 +196,7 @@ def test_cli_run_rpc(case, tracker, tmp_path):
 
 # ------------------------------------------------------------------------------------------ (b) deploy app
 def test_deploy_app_matches_host_and_keras(case, arm64_env):
-    res = qemu.run_deploy_app(case.so, [case.x], arch="aarch64")
+    res = device.run_deploy_app(case.so, [case.x], arch="aarch64")
     assert len(res.outputs) == 1
     check_outputs(res.output, case)
 
@@ -243,7 +242,7 @@ def test_bconv2d_aarch64_bit_exact(arm64_env, packed_input, target, tmp_path):
     asm = exe.assembly()
     assert re.search(r"\bcnt\s+v\d+\.(?:16|8)b", asm), "no NEON cnt in the aarch64 build"
     so = exe.export_library(tmp_path / "bconv.so")
-    got = qemu.run_deploy_app(so, [data], arch="aarch64").output
+    got = device.run_deploy_app(so, [data], arch="aarch64").output
     assert got.dtype == np.float32 and got.shape == acc.shape
     assert np.array_equal(got, acc.astype(np.float32)), f"{np.count_nonzero(got != acc)} accumulators differ"
     assert np.abs(acc).max() < 2**24  # exact in float32
@@ -292,7 +291,7 @@ def test_run_remote_bad_inputs(arm64_rpc, small_model, tracker):
     # None of these leaves the server busy: the next request is served at once.
     t0 = time.monotonic()
     np.testing.assert_array_equal(run_remote(so, x, tracker, KEY, request_timeout=10),
-                                  qemu.run_deploy_app(so, [x]).output)
+                                  device.run_deploy_app(so, [x]).output)
     assert time.monotonic() - t0 < 20
 
 
@@ -321,7 +320,7 @@ def test_run_remote_unreachable_tracker_and_unknown_key(arm64_rpc, small_model, 
     so, _, x = small_model
     t0 = time.monotonic()
     with pytest.raises(BnnccError, match=r"cannot reach the RPC tracker 127\.0\.0\.1:\d+"):
-        run_remote(so, [x], f"127.0.0.1:{qemu.free_port()}", KEY)
+        run_remote(so, [x], f"127.0.0.1:{device.free_port()}", KEY)
     with pytest.raises(BnnccError, match="expected HOST:PORT"):
         run_remote(so, [x], "localhost", KEY)
     assert time.monotonic() - t0 < 5
@@ -346,8 +345,8 @@ def slow_model(arm64_env, tmp_path_factory):
         with bb.dataflow():
             y = bb.emit_output(relax.op.matmul(x, x))
         bb.emit_func_output(y)
-    ex = tvm.compile(bb.get(), qemu.aarch64_target())
-    so = qemu.export_aarch64(ex, tmp_path_factory.mktemp("slow") / "slow_aarch64.so")
+    ex = tvm.compile(bb.get(), device.aarch64_target())
+    so = device.export_aarch64(ex, tmp_path_factory.mktemp("slow") / "slow_aarch64.so")
     return so, np.ones((n, n), np.float32)
 
 

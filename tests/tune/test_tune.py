@@ -1,6 +1,6 @@
-"""Auto-tuning (bnncc.tune, bnncc rpc): real TVM RPC tracker and servers on 127.0.0.1, MetaSchedule + XGBoost over
-bnncc's tunable schedules, the tuning log applied at compile time, faults (a killed server, a corrupted log line,
-an interrupted run). The qemu aarch64 device test is slow-marked."""
+"""Auto-tuning (bnncc.tune): real TVM RPC tracker and servers on 127.0.0.1, MetaSchedule + XGBoost over bnncc's
+tunable schedules, the tuned trace applied at compile time, faults (a killed server, an interrupted run). The qemu
+aarch64 device test is slow-marked."""
 
 from __future__ import annotations
 
@@ -16,47 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tvm
-import tvm_ffi
-from tvm import relax
+from tune_cases import body_equal, layer, oracle, records
 
-from bnncc import reference as ref
-from bnncc import rpc_cli
 from bnncc import tune as T
 from bnncc.pipeline import build, lower
-from bnncc.relay_ops import bconv2d, bitpack
+from bnncc.rpc import cli as rpc_cli
 from bnncc.targets import get_target
 
 KEY = "x86-local"
-REPO = Path(__file__).resolve().parents[1]
-
-
-def layer(h: int = 8, c: int = 64, o: int = 64, bits: int = 32, seed: int = 0):
-    """1×h×h×c float input → bitpack → bconv2d 3×3 same (pad 1), identity output transform (exact accumulators)."""
-    rng = np.random.default_rng(seed)
-    kernel = rng.standard_normal((3, 3, c, o)).astype(np.float32)
-    bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((1, h, h, c), "float32"))
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            p = bb.emit(bitpack(x, bits=bits))
-            out = bb.emit_output(bconv2d(p, kernel, np.ones(o, np.float32), np.zeros(o, np.float32),
-                                         padding="same", pad_value=1, out="float32"))
-        bb.emit_func_output(out)
-    return bb.get(), kernel
-
-
-def oracle(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    acc = ref.bconv2d_acc(ref.binarize(x), ref.binarize(kernel.transpose(3, 0, 1, 2)), padding="same", pad_value=1)
-    return acc.astype(np.float32)
-
-
-def _records(directory: Path) -> list[str]:
-    path = directory / T.RECORD_FILE
-    return [ln for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
-
-
-def _body_equal(a, b) -> bool:
-    return bool(tvm_ffi.structural_equal(a.body, b.body, map_free_vars=True))
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +59,8 @@ def test_tune_through_rpc_fleet_then_compile_uses_the_tuned_trace(fleet_tuned):
     assert task.kind == "binary" and task.new_trials >= 6 and task.checked and task.choice == "tuned"
     assert any("6/6 trials" in ln for ln in lines), lines  # a progress line per batch
     # every trial is in the trials database, the winner in the committed one
-    assert len(_records(log_dir / T.TRIALS_DIR)) >= 6
-    assert len(_records(log_dir)) == 1
+    assert len(records(log_dir / T.TRIALS_DIR)) >= 6
+    assert len(records(log_dir)) == 1
     summary = json.loads((log_dir / T.SUMMARY_FILE).read_text())
     assert summary["target"]["log_name"] == T.log_name("host")
     # both servers under the key measured trials
@@ -110,9 +77,9 @@ def test_tune_through_rpc_fleet_then_compile_uses_the_tuned_trace(fleet_tuned):
     # the compiled PrimFunc is exactly the committed record's trace replayed, not bnncc's default schedule
     (rec,) = T.open_database(log_dir).get_all_tuning_records()
     tuned = rec.as_measure_candidate().sch.mod["main"]
-    assert _body_equal(lowered[name], tuned)
+    assert body_equal(lowered[name], tuned)
     default = T.default_schedule(rec.workload.mod, spec.tvm_target()).mod["main"]
-    assert T.decisions(rec.trace) and not _body_equal(lowered[name], default)
+    assert T.decisions(rec.trace) and not body_equal(lowered[name], default)
 
     exe = build(mod, spec, tuning_log=log_dir)
     assert exe.stats["tuned_ops"] == 1 and exe.stats["tunable_ops"] == 1
@@ -121,60 +88,6 @@ def test_tune_through_rpc_fleet_then_compile_uses_the_tuned_trace(fleet_tuned):
     np.testing.assert_array_equal(exe(x), oracle(x, kernel))  # bit-exact
     if tvm.target.codegen.llvm_cpu_has_features(["avx512vpopcntdq"], spec.tvm_target()):
         assert "vpopcnt" in exe.assembly()  # the popcount instruction is still there
-
-
-def test_rpc_status_cli(fleet):
-    addr, _servers, _logs = fleet
-    res = subprocess.run([sys.executable, "-m", "bnncc", "rpc", "status", "--tracker", addr], capture_output=True,
-                         text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    line = next(ln for ln in res.stdout.splitlines() if KEY in ln)
-    assert line.split()[1] == "2"  # two servers under the key
-
-
-def test_rpc_cli_tracker_and_servers(tmp_path):
-    """``bnncc rpc tracker`` and ``bnncc rpc server -n 2`` in the foreground; Ctrl-C / SIGTERM stop what they
-    started (the servers leave the tracker, the tracker's port closes)."""
-    import socket
-
-    from bnncc.device.qemu import free_port
-
-    port = free_port()
-    addr = f"127.0.0.1:{port}"
-    cli = [sys.executable, "-m", "bnncc", "rpc"]
-    tracker = subprocess.Popen([*cli, "tracker", "--port", str(port)], stderr=subprocess.PIPE, text=True)
-    servers = None
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                rpc_cli.status(addr)
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.3)
-        servers = subprocess.Popen([*cli, "server", "--tracker", addr, "--key", "cli-test", "-n", "2"],
-                                   stderr=subprocess.PIPE, text=True)
-        for line in servers.stderr:  # until both are registered and it waits in the foreground
-            if "Ctrl-C stops" in line:
-                break
-        assert len(rpc_cli.status(addr)["servers"]["cli-test"]) == 2
-        servers.send_signal(signal.SIGINT)
-        assert servers.wait(timeout=30) == 0
-        time.sleep(1)
-        assert "cli-test" not in rpc_cli.status(addr)["servers"]
-        tracker.send_signal(signal.SIGTERM)
-        assert tracker.wait(timeout=30) == 0
-        time.sleep(0.5)
-        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
-            pass
-    finally:
-        for p in (servers, tracker):
-            if p is not None and p.poll() is None:
-                p.terminate()  # the command stops the processes it started (SIGKILL would orphan them)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
 
 
 def _sampled_trials(directory: Path, task, n: int) -> None:
@@ -210,7 +123,7 @@ def test_default_kept_when_not_faster(tmp_path):
     (res,) = report.tasks
     assert res.new_trials == 0 and res.checked and res.choice == "default"
     assert res.tuned_s is not None and res.default_s is not None  # both were timed, the default kept
-    assert _records(log) == []
+    assert records(log) == []
     exe = build(mod, "host", tuning_log=log)
     assert exe.stats["tuned_ops"] == 0
     x = np.random.default_rng(4).standard_normal((1, 8, 8, 64)).astype(np.float32)
@@ -237,7 +150,7 @@ def test_killed_server_tuning_completes(tmp_path):
         assert killed, "the server was never killed"
         (task,) = report.tasks
         assert task.new_trials >= 6 and task.checked
-        trials = [json.loads(ln) for ln in _records(tmp_path / "log" / T.TRIALS_DIR)]
+        trials = [json.loads(ln) for ln in records(tmp_path / "log" / T.TRIALS_DIR)]
         ok = [t for t in trials if t[1][1] is not None and all(s < 1e9 for s in t[1][1])]
         assert len(ok) >= 4  # the surviving server measured the batches after the kill
         assert len(rpc_cli.status(addr)["servers"].get(KEY, [])) == 1
@@ -249,50 +162,10 @@ def test_killed_server_tuning_completes(tmp_path):
             rpc_cli.stop(p)
 
 
-def _database_with(directory: Path, mods) -> None:
-    """A MetaSchedule JSON database with one record (bnncc's default schedule) per module."""
-    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
-    from tvm.s_tir.meta_schedule.database import JSONDatabase, TuningRecord
-
-    target = get_target("host").tvm_target()
-    directory.mkdir(parents=True, exist_ok=True)
-    db = JSONDatabase(work_dir=str(directory))
-    for m in mods:
-        wl = db.commit_workload(m)
-        sch = T.default_schedule(m, target)
-        db.commit_tuning_record(TuningRecord(sch.trace, wl, [1e-5], target, ArgInfo.from_prim_func(m["main"])))
-
-
-def test_corrupt_lines_are_moved_aside(tmp_path):
-    tasks = [T.extract_tasks(layer(h=h)[0])[0] for h in (4, 6, 8)]
-    _database_with(tmp_path, [t.mod for t in tasks])
-    rec_path, wl_path = tmp_path / T.RECORD_FILE, tmp_path / T.WORKLOAD_FILE
-    recs = rec_path.read_text().splitlines()
-    # a record truncated mid-line (a killed writer), and a hand edit gone wrong in the workload table
-    rec_path.write_text("\n".join([recs[0][: len(recs[0]) // 2], *recs[1:]]) + "\n")
-    wls = wl_path.read_text().splitlines()
-    wl_path.write_text("\n".join([wls[0], "[\"123\", not json", wls[2]]) + "\n")
-    warnings: list[str] = []
-    moved = T.sanitize_database(tmp_path, warn=warnings.append)
-    assert moved == 3  # the truncated record, the bad workload line, and the record of that workload
-    assert any(f"{rec_path}:1:" in w for w in warnings) and any(f"{wl_path}:2:" in w for w in warnings)
-    aside = Path(f"{rec_path}.corrupt").read_text()
-    assert recs[0][: len(recs[0]) // 2] in aside and recs[1] in aside  # nothing a user wrote is lost
-    assert "not json" in Path(f"{wl_path}.corrupt").read_text()
-    # the third record survives, renumbered to its workload's new line
-    db = T.open_database(tmp_path, warn=warnings.append)
-    (rec,) = db.get_all_tuning_records()
-    assert tvm_ffi.structural_equal(rec.workload.mod, tasks[2].mod)
-    assert len(warnings) == 3  # clean after the first pass
-    # and compile applies it (the record is the default trace: same code, but marked tuned)
-    exe = build(layer(h=8)[0], "host", tuning_log=tmp_path)
-    assert exe.stats["tuned_ops"] == 1
-
-
 _RESUME_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
-    from test_tune import layer
+    from tune_cases import layer
     from bnncc import tune as T
     T.tune(layer(h=8, c=64, o=128)[0], "host", log_dir={log!r}, trials=8, trials_per_iter=2, verify_rounds=1,
            seed=2)
@@ -312,13 +185,13 @@ def test_resume_after_interrupt(tmp_path):
     snapshots = []
     deadline = time.monotonic() + 240
     try:
-        while time.monotonic() < deadline and len(_records(trials)) < 4:
+        while time.monotonic() < deadline and len(records(trials)) < 4:
             assert proc.poll() is None, proc.stderr.read()
             text = (trials / T.RECORD_FILE).read_text() if (trials / T.RECORD_FILE).is_file() else ""
             if text and (not snapshots or snapshots[-1] != text):
                 snapshots.append(text)
             time.sleep(0.2)
-        assert len(_records(trials)) >= 4
+        assert len(records(trials)) >= 4
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         rc = proc.wait(timeout=60)
         err = proc.stderr.read()
@@ -333,7 +206,7 @@ def test_resume_after_interrupt(tmp_path):
     final = (trials / T.RECORD_FILE).read_text()
     for a, b in zip(snapshots, [*snapshots[1:], final], strict=True):
         assert b.startswith(a)
-    kept = [json.loads(ln) for ln in _records(trials)]
+    kept = [json.loads(ln) for ln in records(trials)]
     assert len(kept) >= 4
     # Ctrl-C reaches the whole process group, the runner's worker too: a trial it was measuring may be recorded
     # as failed; those are measured again
@@ -349,16 +222,6 @@ def test_resume_after_interrupt(tmp_path):
     # a third run has nothing left to do
     again = T.tune(mod, "host", log_dir=log, trials=8, progress=None)
     assert again.tasks[0].new_trials == 0 and again.trials == 0
-
-
-def test_log_of_another_target_is_refused(tmp_path):
-    (task,) = T.extract_tasks(layer()[0])
-    _database_with(tmp_path / "log", [task.mod])
-    with pytest.raises(T.TuningError, match="was tuned for llvm mcpu="):
-        T.TuningLog.resolve(tmp_path / "log", "x86")
-    with pytest.raises(T.TuningError, match="not a tuning log"):
-        T.TuningLog.resolve(tmp_path, "host")
-    assert T.TuningLog.resolve(tmp_path / "log", "host").path == tmp_path / "log"
 
 
 def test_space_size_counts_the_tile_decisions():
@@ -377,10 +240,10 @@ def test_tune_aarch64_through_qemu_device(tmp_path):
     """A tiny bconv tuned for the aarch64 target against the emulated device: the builder cross-compiles, the
     candidates are checked on the device against this machine's default schedule, and the tuned model's output on
     the device is bit-exact (emulated timings are not meaningful and never committed)."""
-    from bnncc.device import qemu
+    from bnncc import device
 
-    qemu.require_arm64()
-    with qemu.QemuRpcDevice(key="aarch64-tune", log_dir=tmp_path / "dev") as dev:
+    device.require_arm64()
+    with device.QemuRpcDevice(key="aarch64-tune", log_dir=tmp_path / "dev") as dev:
         mod, kernel = layer(h=4, c=64, o=32, bits=16)  # the aarch64 word size
         report = T.tune(mod, "aarch64", log_dir=tmp_path / "aarch64", trials=3, trials_per_iter=3,
                         rpc=dev.tracker, key="aarch64-tune", session_timeout=300, verify_rounds=1, fallback=False)
@@ -391,30 +254,5 @@ def test_tune_aarch64_through_qemu_device(tmp_path):
         so = exe.export_library(tmp_path / "m.so")
         x = np.random.default_rng(7).standard_normal((1, 4, 4, 64)).astype(np.float32)
         remote = dev.connect(session_timeout=300)
-        got = qemu.run_vm_remote(remote, so, [x])
+        got = device.run_vm_remote(remote, so, [x])
         np.testing.assert_array_equal(got, oracle(x, kernel))
-
-
-def test_compile_cli_applies_the_matching_log(tmp_path, monkeypatch, capsys):
-    """``bnncc compile`` finds tuning_logs/<target>/ by itself and says how many ops it tuned; --no-tuning and
-    --tuning-log override it; a log of another target is refused with a clear error."""
-    from bnncc import from_keras, models
-    from bnncc.cli import main
-
-    model = models.build("quicknet_small", input_shape=(32, 32, 3))
-    tasks = T.extract_tasks(from_keras(model), "host", float_tasks=0)
-    root = tmp_path / "logs"
-    log = root / T.log_name("host")
-    _database_with(log, [t.mod for t in tasks])  # bnncc's default traces as the "tuned" records: cheap
-    monkeypatch.setenv("BNNCC_TUNING_LOGS", str(root))
-    monkeypatch.chdir(tmp_path)
-    calls = sum(t.calls for t in tasks)
-
-    assert main(["compile", "quicknet_small", "--input-size", "32", "-o", "a.so"]) == 0
-    err = capsys.readouterr().err
-    assert f"tuning: {calls} of " in err and str(log) in err
-    assert main(["compile", "quicknet_small", "--input-size", "32", "-o", "b.so", "--no-tuning"]) == 0
-    assert "tuning: off" in capsys.readouterr().err
-    assert main(["compile", "quicknet_small", "--input-size", "32", "-o", "c.so", "--target", "x86",
-                 "--tuning-log", str(log)]) == 2
-    assert "was tuned for llvm mcpu=" in capsys.readouterr().err
