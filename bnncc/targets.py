@@ -1,17 +1,71 @@
-"""Named compilation targets.
+"""Compilation targets, and the one place that answers ISA questions about them.
 
 TVM 0.27 silently turns ``mcpu=native`` into ``generic`` (no popcount instructions), so ``host`` asks LLVM for
-the real CPU name instead.
+the real CPU name instead. :func:`isa` answers what a target has (``avx512_vpopcntdq``, ``avx2``, ``vnni``,
+``neon``, ``dotprod``, vector width and registers) from LLVM's own feature tables for that CPU, for the host and
+for named targets alike; schedules, benchmarks and tests ask it rather than parsing target strings.
+
+Importing this module does not import TVM (the CLI lists target names without it).
 """
 
 from __future__ import annotations
 
+import functools
 import platform
 from dataclasses import dataclass, field
-
-import tvm
+from typing import TYPE_CHECKING
 
 from .errors import TargetError
+
+if TYPE_CHECKING:
+    import tvm
+
+
+@dataclass(frozen=True)
+class Isa:
+    """What a target's CPU has, as far as bnncc's kernels care."""
+
+    arch: str  # "x86_64" or "aarch64"
+    avx2: bool = False
+    avx512: bool = False  # AVX-512 F + BW (512-bit integer vectors)
+    avx512_vpopcntdq: bool = False  # vector popcount of 32/64-bit lanes
+    vnni: bool = False  # int8 dot products: AVX-512 VNNI or AVX-VNNI
+    amx_int8: bool = False
+    neon: bool = False
+    dotprod: bool = False  # aarch64 sdot/udot
+    vector_bits: int = 128  # widest SIMD register
+    vector_registers: int = 16  # architectural SIMD registers
+
+    @property
+    def family(self) -> str:
+        """The schedule family (one module of :mod:`bnncc.schedules` each): "x86-avx512", "x86-avx2",
+        "arm-neon" or "generic"."""
+        if self.avx512:
+            return "x86-avx512"
+        if self.avx2:
+            return "x86-avx2"
+        if self.neon:
+            return "arm-neon"
+        return "generic"
+
+    @property
+    def popcount_path(self) -> str:
+        """How binary kernels count bits here: what a benchmark records as the ISA path it measured."""
+        if self.avx512_vpopcntdq:
+            return "avx512-vpopcntdq"
+        if self.avx512:
+            return "avx512bw-lut"  # vpshufb nibble table on 512-bit vectors
+        if self.avx2:
+            return "avx2-lut"  # vpshufb nibble table + vpsadbw/accumulate
+        if self.neon:
+            return "neon-cnt"  # cnt .16b + uadalp
+        return "scalar"
+
+    def describe(self) -> str:
+        flags = [n for n in ("avx2", "avx512", "avx512_vpopcntdq", "vnni", "amx_int8", "neon", "dotprod")
+                 if getattr(self, n)]
+        return f"{self.arch} {'+'.join(flags) or 'baseline'}, {self.vector_bits}-bit vectors, popcount: " \
+               f"{self.popcount_path}"
 
 
 @dataclass(frozen=True)
@@ -32,10 +86,16 @@ class TargetSpec:
         return 16 if self.arch == "aarch64" else 32
 
     def tvm_target(self, num_cores: int | None = None) -> tvm.target.Target:
+        import tvm
+
         cfg = {"kind": "llvm", **self.attrs}
         if num_cores:
             cfg["num-cores"] = num_cores
         return tvm.target.Target(cfg)
+
+    @property
+    def isa(self) -> Isa:
+        return isa(self)
 
     @property
     def is_native(self) -> bool:
@@ -43,31 +103,29 @@ class TargetSpec:
 
 
 _AARCH64 = {"mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
+_NAMED = (
+    TargetSpec("x86", "portable x86-64 with AVX2 (haswell)", "x86_64", {"mtriple": "x86_64-linux-gnu",
+                                                                        "mcpu": "haswell"}),
+    TargetSpec("x86-avx512", "x86-64 with AVX-512 VPOPCNTDQ (icelake-server)", "x86_64",
+               {"mtriple": "x86_64-linux-gnu", "mcpu": "icelake-server"}),
+    TargetSpec("aarch64", "generic aarch64 with NEON", "aarch64", dict(_AARCH64), "aarch64-linux-gnu-g++"),
+    TargetSpec("rasp4", "Raspberry Pi 4 (Cortex-A72)", "aarch64", {**_AARCH64, "mcpu": "cortex-a72"},
+               "aarch64-linux-gnu-g++"),
+    TargetSpec("pixel1", "Pixel-1-class phone (Kryo, armv8-a)", "aarch64", {**_AARCH64, "mcpu": "kryo"},
+               "aarch64-linux-gnu-g++"),
+)
 
 
+@functools.cache
 def _host() -> TargetSpec:
+    import tvm
+
     cpu = tvm.target.codegen.llvm_get_system_cpu()
     return TargetSpec("host", f"this machine's CPU ({cpu})", platform.machine(), {"mcpu": cpu})
 
 
-def _named() -> dict[str, TargetSpec]:
-    specs = [
-        TargetSpec("x86", "portable x86-64 with AVX2 (haswell)", "x86_64", {"mtriple": "x86_64-linux-gnu",
-                                                                            "mcpu": "haswell"}),
-        TargetSpec("x86-avx512", "x86-64 with AVX-512 VPOPCNTDQ (icelake-server)", "x86_64",
-                   {"mtriple": "x86_64-linux-gnu", "mcpu": "icelake-server"}),
-        TargetSpec("aarch64", "generic aarch64 with NEON", "aarch64", dict(_AARCH64),
-                   "aarch64-linux-gnu-g++"),
-        TargetSpec("rasp4", "Raspberry Pi 4 (Cortex-A72)", "aarch64", {**_AARCH64, "mcpu": "cortex-a72"},
-                   "aarch64-linux-gnu-g++"),
-        TargetSpec("pixel1", "Pixel-1-class phone (Kryo, armv8-a)", "aarch64", {**_AARCH64, "mcpu": "kryo"},
-                   "aarch64-linux-gnu-g++"),
-    ]
-    return {s.name: s for s in specs}
-
-
 def target_names() -> list[str]:
-    return ["host", *_named()]
+    return ["host", *(s.name for s in _NAMED)]
 
 
 def get_target(name: str | TargetSpec) -> TargetSpec:
@@ -76,7 +134,38 @@ def get_target(name: str | TargetSpec) -> TargetSpec:
         return name
     if name == "host":
         return _host()
-    specs = _named()
-    if name not in specs:
-        raise TargetError(f"unknown target {name!r}; known targets: {', '.join(target_names())}")
-    return specs[name]
+    for spec in _NAMED:
+        if spec.name == name:
+            return spec
+    raise TargetError(f"unknown target {name!r}; known targets: {', '.join(target_names())}")
+
+
+_ISA_CACHE: dict[str, Isa] = {}
+
+
+def isa(target: str | TargetSpec | tvm.target.Target) -> Isa:
+    """The ISA facts of a target name, :class:`TargetSpec` or TVM target, from LLVM's tables for its CPU."""
+    import tvm
+    from tvm.target import codegen
+
+    t = target if isinstance(target, tvm.target.Target) else get_target(target).tvm_target()
+    key = str(t)
+    if key in _ISA_CACHE:
+        return _ISA_CACHE[key]
+
+    def has(*features: str) -> bool:
+        return all(codegen.llvm_cpu_has_features([f], t) for f in features)
+
+    triple = str(t.attrs.get("mtriple", "") or "")
+    arch = triple.split("-")[0] if triple else platform.machine()
+    if arch.startswith("aarch64") or arch.startswith("arm64"):
+        neon = has("neon")
+        facts = Isa("aarch64", neon=neon, dotprod=neon and has("dotprod"), vector_bits=128, vector_registers=32)
+    else:
+        avx512 = has("avx512f", "avx512bw")
+        facts = Isa("x86_64", avx2=has("avx2"), avx512=avx512, avx512_vpopcntdq=avx512 and has("avx512vpopcntdq"),
+                    vnni=has("avx512vnni") or has("avxvnni"), amx_int8=has("amx-int8"),
+                    vector_bits=512 if avx512 else 256 if has("avx2") else 128,
+                    vector_registers=32 if avx512 else 16)
+    _ISA_CACHE[key] = facts
+    return facts

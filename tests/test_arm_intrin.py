@@ -15,7 +15,7 @@ from tvm.s_tir import TensorIntrin
 from bnncc import pipeline, reference, targets, tune
 from bnncc.device import qemu
 from bnncc.relay_ops import bconv2d, bdense, bitpack
-from bnncc.schedules import arm
+from bnncc.schedules import arm_neon as arm
 from bnncc.testing import compile_graph
 
 arm64_env = qemu.pytest_fixtures(scope="module")[0]

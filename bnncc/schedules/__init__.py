@@ -1,8 +1,59 @@
-"""Per-target schedules of the binary operators."""
+"""Per-target schedules of bnncc's kernels: a target-free tiling core and one module per target family.
 
-from . import intrinsics  # noqa: F401  (registers bnncc's tensor intrinsics: tuning logs replay them by name)
-from .cpu import (CONV_BLOCKS, BinaryOps, ConvTile, CpuInfo, is_conv_like, output_dtype, schedule_function,
-                  schedule_module)
+:mod:`.tiling` holds the register-tiled (pixels × output channels) schedule of binary and float conv/dense
+reductions and of bitpack/max-pool; the family modules (:mod:`.x86_avx512`, :mod:`.x86_avx2`, :mod:`.arm_neon`,
+:mod:`.generic`) say what differs per target (vector width, accumulator registers, tensorized updates), chosen by
+:func:`bnncc.targets.isa`. Tensor intrinsics sit beside the schedules that use them (:mod:`.bitpack_intrin`, the
+NEON update in :mod:`.arm_neon`) and are registered on import (tuning logs replay them by name).
+"""
 
-__all__ = ["CONV_BLOCKS", "BinaryOps", "ConvTile", "CpuInfo", "is_conv_like", "output_dtype", "schedule_function",
-           "schedule_module"]
+from __future__ import annotations
+
+import tvm
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.base import ScheduleRule
+from tvm.target import Target
+
+from ..targets import isa
+from . import arm_neon, generic, x86_avx2, x86_avx512
+from .tiling import CONV_BLOCKS, ConvTile, Family, is_conv_like, output_dtype, schedule_function_for
+
+FAMILIES = {m.FAMILY.name: m.FAMILY for m in (x86_avx512, x86_avx2, arm_neon, generic)}
+
+
+def family_of(target: Target) -> Family:
+    """The schedule family of a TVM target."""
+    return FAMILIES[isa(target).family]
+
+
+def schedule_function(sch: s_tir.Schedule, target: Target, tunable: bool = False) -> bool:
+    """Schedule one PrimFunc in place if it holds a block bnncc knows; False if it does not.
+
+    ``tunable`` samples the register tile (``sample_perfect_tile``) instead of picking it: MetaSchedule's space."""
+    return schedule_function_for(sch, family_of(target), tunable)
+
+
+class BinaryOps(ScheduleRule):
+    """dlight rule: schedules every PrimFunc that holds a bnncc block or a float conv/dense; leaves the rest."""
+
+    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool):
+        if not isinstance(func, tirx.PrimFunc):
+            return None
+        sch = s_tir.Schedule(func)
+        return sch if schedule_function(sch, target, tunable) else None
+
+
+def schedule_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
+    """Apply the bnncc rules to every unscheduled PrimFunc; the rest is left to LLVM.
+
+    TVM's generic ``dlight.cpu.Reduction`` is not used: on a softmax it recomputes the whole reduction for
+    every output element (O(n²), 4 ms for 1000 classes).
+    """
+    from tvm.s_tir import dlight
+
+    with target:
+        return dlight.ApplyDefaultSchedule(BinaryOps())(mod)
+
+
+__all__ = ["CONV_BLOCKS", "FAMILIES", "BinaryOps", "ConvTile", "Family", "family_of", "is_conv_like", "output_dtype",
+           "schedule_function", "schedule_module"]

@@ -1,43 +1,45 @@
-"""Default CPU schedules for the binary operators (x86 AVX-512/AVX2 and ARM NEON share one structure).
+"""The target-free core of bnncc's CPU schedules: register-tiled (pixels × output channels) reductions.
 
 Binary conv is scheduled as a register-blocked BGEMM over (pixels × output channels): the packed input word of
 a pixel is broadcast, XORed with a vector of weight words of ``lanes`` consecutive output channels (weights in
 HWIO layout, output channels contiguous), popcounted and accumulated in the word type. A tile of ``xb`` pixels ×
 ``nv`` vectors stays in registers across the whole (kh, kw, word) reduction, and the output transform runs on
-the tile right after it. ``xb`` and ``nv`` are what tuning searches over (:class:`ConvTile`).
+the tile right after it. ``xb`` and ``nv`` are what tuning searches over (:class:`ConvTile`). Float conv,
+depthwise conv and dense (TOPI's blocks) get the same structure.
+
+What differs between targets is a :class:`Family` (vector width, accumulator registers, how the innermost
+update is tensorized), defined by the target-family modules :mod:`.x86_avx512`, :mod:`.x86_avx2`,
+:mod:`.arm_neon` and :mod:`.generic`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import tvm
 from tvm import s_tir, tirx
-from tvm.s_tir.dlight.base import ScheduleRule
-from tvm.target import Target, codegen
 
-from .arm import tensorize_update
-from .intrinsics import WORD_BITS, bitpack_intrin_name
+from ..relay_ops import BINARY_REDUCTION_BLOCKS as _BINARY
+from ..relay_ops import BITPACK_BLOCK, BMAXPOOL_BLOCK, PAD_BLOCK
+from .bitpack_intrin import WORD_BITS, bitpack_intrin_name
+
+# Reduction blocks scheduled as (pixels × output channels) register tiles: bnncc's binary kernels, and TOPI's
+# float conv / depthwise conv / dense (HWIO and [K, O] weights keep output channels contiguous too).
+CONV_BLOCKS = (*_BINARY, "conv2d_nhwc", "group_conv2d_nhwc", "matmul")
+ELEMENTWISE_BLOCKS = (BITPACK_BLOCK, BMAXPOOL_BLOCK)
 
 
 @dataclass(frozen=True)
-class CpuInfo:
+class Family:
+    """What the tiling core needs to know of a target family."""
+
+    name: str
     vector_bits: int  # SIMD register width
     registers: int  # SIMD registers available for accumulators (leaving room for weights and temporaries)
-    neon: bool = False  # aarch64 NEON: binary updates are tensorized with bnncc.schedules.arm's intrinsic
-
-    @staticmethod
-    def of(target: Target) -> CpuInfo:
-        def has(f):
-            return codegen.llvm_cpu_has_features([f], target)
-
-        if has("avx512f"):
-            return CpuInfo(512, 24)
-        if has("avx2"):
-            return CpuInfo(256, 12)
-        if has("neon"):
-            return CpuInfo(128, 24, neon=True)
-        return CpuInfo(128, 12)
+    # Tensorizes the innermost binary update of a conv/dense block; returns the block doing the update.
+    tensorize_update: Callable[[s_tir.Schedule, s_tir.schedule.SBlockRV], s_tir.schedule.SBlockRV] | None = None
+    # Keep tiles within a row (y apart): tensorize cannot blockize an update bound to a fused (y, x) index.
+    tile_within_rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,16 +91,11 @@ def output_dtype(sch: s_tir.Schedule, block) -> str:
     return str(sch.get(block).writes[0].source.ty.dtype)
 
 
-def _find(sch: s_tir.Schedule, name: str):
+def find_block(sch: s_tir.Schedule, name: str):
     try:
         return sch.get_sblock(name)
     except Exception:  # noqa: BLE001 - absent block
         return None
-
-
-# Reduction blocks scheduled as (pixels × output channels) register tiles: bnncc's binary kernels, and TOPI's
-# float conv / depthwise conv / dense (HWIO and [K, O] weights keep output channels contiguous too).
-CONV_BLOCKS = ("bnncc_bconv", "bnncc_bdense", "conv2d_nhwc", "group_conv2d_nhwc", "matmul")
 
 
 def _epilogue(sch: s_tir.Schedule, conv):
@@ -113,7 +110,7 @@ def _epilogue(sch: s_tir.Schedule, conv):
             break
         if len(consumers) > 1:
             return None
-        if sch.get(consumers[0]).name_hint == "bnncc_bitpack":
+        if sch.get(consumers[0]).name_hint == BITPACK_BLOCK:
             break
         block = consumers[0]
         chain.append(block)
@@ -122,7 +119,7 @@ def _epilogue(sch: s_tir.Schedule, conv):
     return chain[-1] if chain else None
 
 
-def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | None = None,
+def schedule_conv(sch: s_tir.Schedule, conv, family: Family, tile: ConvTile | None = None,
                   tunable: bool = False) -> None:
     """Schedule a conv-like reduction block and its epilogue in place.
 
@@ -142,19 +139,18 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
     channels = _extent(c, sch)
     # Vector loops must divide the channel count (a predicated vector loop cannot be vectorized); odd widths
     # such as <5 x i64> gave wrong results (seen: groups=4, 20 channels, 64-bit words), so powers of two only.
-    lanes = _pow2_divisor(channels, info.vector_bits // elem_bits)
+    lanes = _pow2_divisor(channels, family.vector_bits // elem_bits)
     if tunable:
         # Tiles of columns within a row (a perfect split never straddles rows).
-        xo, pi = sch.split(x, sch.sample_perfect_tile(x, n=2, max_innermost_factor=min(16, info.registers)))
+        xo, pi = sch.split(x, sch.sample_perfect_tile(x, n=2, max_innermost_factor=min(16, family.registers)))
         outer = [*outer, y] if y is not None else outer
         po = xo
         cvec, cl = sch.split(c, [None, lanes])
         co, cv = sch.split(cvec, sch.sample_perfect_tile(cvec, n=2, max_innermost_factor=8))
     else:
         tiles = pixel_tiles(1 if y is None else _extent(y, sch), _extent(x, sch))
-        tile = tile or default_conv_tile(tiles, channels, lanes, info.registers)
-        if info.neon and y is not None and _extent(x, sch) % tile.xb == 0:
-            # A tile within a row keeps y apart: tensorize cannot blockize a fused (y, x) binding.
+        tile = tile or default_conv_tile(tiles, channels, lanes, family.registers)
+        if family.tile_within_rows and y is not None and _extent(x, sch) % tile.xb == 0:
             outer, pix = [*outer, y], x
         else:
             pix = x if y is None else sch.fuse(y, x)
@@ -167,8 +163,8 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
     par = sch.fuse(*outer, po) if outer else po
     sch.parallel(par)
     sch.decompose_reduction(conv, reduce[0])
-    if info.neon:
-        conv = tensorize_update(sch, conv)
+    if family.tensorize_update is not None:
+        conv = family.tensorize_update(sch, conv)
     out = _epilogue(sch, conv)
     if out is None:
         return
@@ -181,7 +177,7 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
         # produce, runs over the whole output afterwards.)
         at = par if packed_out else co
         sch.reverse_compute_at(out, at)
-    pack = _find(sch, "bnncc_bitpack")
+    pack = find_block(sch, BITPACK_BLOCK)
     if pack is not None and at is not None:
         # The float output's bitpack packs each pixel tile once all its channels are written (still in cache).
         # Unit loops kept: the tensorized bit loop is then found at the same place under any sampled tile.
@@ -202,7 +198,7 @@ def schedule_conv(sch: s_tir.Schedule, conv, info: CpuInfo, tile: ConvTile | Non
 
 def schedule_elementwise(sch: s_tir.Schedule, name: str) -> None:
     """Parallel outer loops for bitpack and max-pool; their padding is read in place (inlined)."""
-    blk = _find(sch, name)
+    blk = find_block(sch, name)
     if blk is None:
         return
     loops = sch.get_loops(blk)
@@ -210,10 +206,10 @@ def schedule_elementwise(sch: s_tir.Schedule, name: str) -> None:
                if it.iter_type == tirx.IterVar.DataPar]
     if len(spatial) > 1:
         sch.parallel(sch.fuse(*spatial[:-1]))
-    pad = _find(sch, "bnncc_pad")
+    pad = find_block(sch, PAD_BLOCK)
     if pad is not None:
         sch.compute_inline(pad)
-    if name == "bnncc_bitpack":
+    if name == BITPACK_BLOCK:
         _tensorize_bitpack(sch, blk)
 
 
@@ -238,40 +234,16 @@ def is_conv_like(sch: s_tir.Schedule, block) -> bool:
         len(kinds) > spatial and len(sch.get_loops(block)) == len(kinds)
 
 
-class BinaryOps(ScheduleRule):
-    """dlight rule: schedules every PrimFunc that holds a bnncc block or a float conv/dense; leaves the rest."""
-
-    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool):
-        if not isinstance(func, tirx.PrimFunc):
-            return None
-        sch = s_tir.Schedule(func)
-        return sch if schedule_function(sch, target, tunable) else None
-
-
-def schedule_function(sch: s_tir.Schedule, target: Target, tunable: bool = False) -> bool:
+def schedule_function_for(sch: s_tir.Schedule, family: Family, tunable: bool = False) -> bool:
     """Schedule one PrimFunc in place if it holds a block bnncc knows; False if it does not."""
-    info = CpuInfo.of(target)
-    conv = next((b for b in map(lambda n: _find(sch, n), CONV_BLOCKS) if b is not None), None)
+    conv = next((b for b in map(lambda n: find_block(sch, n), CONV_BLOCKS) if b is not None), None)
     if conv is not None:
         if not is_conv_like(sch, conv):
             return False
-        schedule_conv(sch, conv, info, tunable=tunable)
-    elif _find(sch, "bnncc_bitpack") is not None:
-        schedule_elementwise(sch, "bnncc_bitpack")
-    elif _find(sch, "bnncc_bmaxpool") is not None:
-        schedule_elementwise(sch, "bnncc_bmaxpool")
-    else:
-        return False
-    return True
-
-
-def schedule_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
-    """Apply the bnncc rules to every unscheduled PrimFunc; the rest is left to LLVM.
-
-    TVM's generic ``dlight.cpu.Reduction`` is not used: on a softmax it recomputes the whole reduction for
-    every output element (O(n²), 4 ms for 1000 classes).
-    """
-    from tvm.s_tir import dlight
-
-    with target:
-        return dlight.ApplyDefaultSchedule(BinaryOps())(mod)
+        schedule_conv(sch, conv, family, tunable=tunable)
+        return True
+    for name in ELEMENTWISE_BLOCKS:
+        if find_block(sch, name) is not None:
+            schedule_elementwise(sch, name)
+            return True
+    return False

@@ -1,4 +1,5 @@
-"""NEON tensor intrinsic of bnncc's binary kernels: one step of the register-blocked BGEMM (``bnncc.schedules.cpu``).
+"""ARM NEON (aarch64): the schedule family and its tensor intrinsic, one step of the register-blocked BGEMM of
+:mod:`.tiling`.
 
 ``bnncc_neon_bxor_popc_acc_u{bits}x{lanes}`` — ``acc[i] += popcount(x ^ w[i])`` for ``i < lanes``, with ``x`` one
 packed input word broadcast to all lanes, ``w`` the words of ``lanes`` consecutive output channels and ``acc`` their
@@ -18,6 +19,9 @@ from tvm import s_tir
 from tvm.s_tir import TensorIntrin
 from tvm.s_tir.schedule import SBlockRV
 from tvm.script import tirx as T
+
+from ..relay_ops import BINARY_REDUCTION_BLOCKS
+from .tiling import Family
 
 VECTOR_BITS = 128
 WORD_BITS = (16, 32, 64)  # 8-bit lanes would need no widening add; bnncc packs 16/32/64-bit words
@@ -88,7 +92,7 @@ def tensorize_update(sch: s_tir.Schedule, block: SBlockRV) -> SBlockRV:
     """
     name = sch.get(block).name_hint
     dtype = str(sch.get(block).writes[0].source.ty.dtype)
-    if not name.startswith(("bnncc_bconv", "bnncc_bdense")) or not dtype.startswith("uint"):
+    if not name.startswith(BINARY_REDUCTION_BLOCKS) or not dtype.startswith("uint"):
         return block
     bits = int(dtype[4:])
     loop = sch.get_loops(block)[-1]
@@ -104,3 +108,8 @@ def tensorize_update(sch: s_tir.Schedule, block: SBlockRV) -> SBlockRV:
     except s_tir.ScheduleError:  # e.g. popcounts widened to a larger accumulator type: not this intrinsic
         pass
     return tile
+
+
+# 32 NEON registers: 24 for accumulators. Tiles stay within a row so that the update can be tensorized.
+FAMILY = Family("arm-neon", vector_bits=VECTOR_BITS, registers=24, tensorize_update=tensorize_update,
+                tile_within_rows=True)
