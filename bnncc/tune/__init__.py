@@ -59,5 +59,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".search": ("commit_best", "search", "verify", "without_tensor_intrin_import"),
     ".driver": ("DEFAULT_TRIALS", "MIN_GAIN", "TRIALS_PER_ITER", "VERIFY_ROUNDS", "VERIFY_TOP", "TaskResult",
                 "TuneReport", "tune"),
-    "bnncc.targets": ("TargetSpec", "get_target"),  # tune.get_target was importable from tune.py
+    "bnncc.targets": ("TargetSpec", "get_target"),  # as tune.py imported them (benchmarks use tune.get_target)
 })
