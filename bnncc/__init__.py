@@ -6,12 +6,19 @@
     y = exe(x)                                   # numpy in, numpy out
     exe.export_library("model.so")
     exe = bnncc.load("model.so")
+
+Importing bnncc imports neither TVM nor TensorFlow: the names resolve on first use (the CLI starts fast, and
+``bnncc run`` never loads the compiler).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
+
+from .errors import BnnccError, FrontendError, OpError, TargetError
+from .lazy import lazy_exports
 
 # Before TVM's thread pool exists: TVM assumes x86 cores are hyper-threads and defaults to half of them (one
 # thread on a 2-core machine), and pins its workers and the calling thread to cores, which then starves any
@@ -19,18 +26,15 @@ from typing import Any
 os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 os.environ.setdefault("TVM_BIND_THREADS", "0")
 
-import tvm  # noqa: E402
-
-from .errors import BnnccError, FrontendError, OpError, TargetError  # noqa: E402
-from .pipeline import Executable, load  # noqa: E402
-from .targets import get_target, target_names  # noqa: E402
-
 __version__ = "0.1.0"
-__all__ = ["BnnccError", "Executable", "FrontendError", "OpError", "TargetError", "compile", "from_keras",
-           "get_target", "load", "target_names"]
+_lazy, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".runtime": ("Executable", "load"),
+    ".targets": ("get_target", "target_names"),
+})
+__all__ = ["BnnccError", "FrontendError", "OpError", "TargetError", "compile", "from_keras", *_lazy]
 
 
-def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32) -> tvm.IRModule:
+def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32):
     """Import a Keras/Larq model (object or path of a .h5/.keras file/SavedModel dir) into Relax.
 
     ``bits`` is the packed word size (16, 32 or 64) of the binary layers.
@@ -46,15 +50,22 @@ def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32) -> tvm.IRModu
 
 
 def compile(model: Any, target: str = "host", *, batch_size: int = 1, bits: int | None = None,  # noqa: A001
-            **build_options: Any) -> Executable:
-    """Compile a Keras/Larq model, a model file, or a Relax module for ``target``.
+            **build_options: Any):
+    """Compile a Keras/Larq model, a model file, or a Relax module for ``target``; returns an
+    :class:`~bnncc.runtime.Executable`.
 
     ``bits`` defaults to the target's word size (16 on aarch64, 32 on x86); ``build_options`` go to
-    :func:`bnncc.pipeline.build`.
+    :func:`bnncc.pipeline.build` (``tuning_log``, ``name``, ``dump_ir``).
     """
+    import tvm
+
     from .pipeline import build
+    from .targets import get_target
 
     spec = get_target(target)
     if not isinstance(model, tvm.IRModule):
+        is_path = isinstance(model, (str, bytes, os.PathLike))
+        name = Path(os.fsdecode(model)).stem if is_path else getattr(model, "name", None)
         model = from_keras(model, batch_size=batch_size, bits=bits or spec.word_bits)
+        build_options.setdefault("name", name)
     return build(model, spec, **build_options)

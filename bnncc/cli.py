@@ -12,10 +12,12 @@ import os
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import BnnccError
+
+if TYPE_CHECKING:  # numpy is imported by the commands that need it: --help imports nothing heavy
+    import numpy as np
 
 
 def _say(msg: str) -> None:
@@ -28,7 +30,7 @@ def _size(n: int) -> str:
 
 def _set_threads(n: int | None) -> None:
     if n:
-        from .pipeline import set_num_threads
+        from .runtime import set_num_threads
 
         set_num_threads(n)
 
@@ -53,6 +55,8 @@ def _keras_model(spec: str, input_size: int | None):
 
 
 def _load_npy(path: str) -> np.ndarray:
+    import numpy as np
+
     try:
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -74,6 +78,8 @@ def _shape(text: str) -> tuple[int, ...]:
 
 def _float_size(model) -> int:
     """Bytes of the model's weights as float32 (what its .h5 file mostly holds)."""
+    import numpy as np
+
     return int(sum(np.prod(w.shape) for w in model.weights) * 4)
 
 
@@ -91,7 +97,8 @@ def cmd_compile(args) -> int:
     mod = import_keras(model, batch_size=args.batch, bits=args.bits or get_target(args.target).word_bits,
                        source=path)
     _say(f"bnncc: compiling for {args.target}")
-    exe = build(mod, args.target, tuning_log=None if args.no_tuning else (args.tuning_log or "auto"))  # tuning
+    exe = build(mod, args.target, tuning_log=None if args.no_tuning else (args.tuning_log or "auto"),  # tuning
+                name=Path(path).stem if path else args.model, dump_ir=args.dump_ir)
     out = exe.export_library(args.output)
     stats = exe.stats
     so_size = out.stat().st_size
@@ -109,7 +116,9 @@ def cmd_compile(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .pipeline import check_writable, load
+    import numpy as np
+
+    from .runtime import check_writable, load
 
     if args.output:
         check_writable(Path(args.output))
@@ -163,8 +172,10 @@ def cmd_bench_compare(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    import numpy as np
+
     from . import compile as bnncc_compile
-    from .pipeline import load
+    from .runtime import load
 
     if args.compare:
         return cmd_bench_compare(args)
@@ -179,9 +190,13 @@ def cmd_bench(args) -> int:
         exe = None
     elif args.model.endswith(".so"):
         exe = load(args.model)
-        if not args.input_shape:
-            raise BnnccError("--input-shape is needed to benchmark a compiled library (e.g. 1,224,224,3)")
-        shape = _shape(args.input_shape)
+        if args.input_shape:
+            shape = _shape(args.input_shape)
+        elif exe.input_shapes is not None and len(exe.input_shapes) == 1:  # the library's recorded signature
+            shape = exe.input_shapes[0]
+        else:
+            raise BnnccError(f"{args.model} records no single input shape (built by an older bnncc?): give "
+                             "--input-shape, e.g. 1,224,224,3")
     else:
         model, _ = _keras_model(args.model, args.input_size)
         exe = bnncc_compile(model, args.target)
@@ -212,6 +227,8 @@ def cmd_models(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job: QuickNet compiled for this CPU, checked against Keras, timed against its float twin."""
+    import numpy as np
+
     from . import compile as bnncc_compile
     from . import models
 
@@ -268,6 +285,7 @@ def parser() -> argparse.ArgumentParser:
     tl = c.add_mutually_exclusive_group()
     tl.add_argument("--tuning-log", metavar="DIR", help="apply this tuning log (bnncc tune writes one)")
     tl.add_argument("--no-tuning", action="store_true", help="bnncc's default schedules, no tuning log")
+    c.add_argument("--dump-ir", metavar="DIR", help="write the module after each pipeline phase to DIR/NN-<phase>.py")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled library on .npy inputs")
@@ -287,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--target", default="host", choices=target_names())
     b.add_argument("--input-size", type=int)
-    b.add_argument("--input-shape", help="input shape for a .so, e.g. 1,224,224,3")
+    b.add_argument("--input-shape", help="input shape, e.g. 1,224,224,3 (default for a .so: the one it records)")
     _remote_options(b, "time the .so on a remote device")
     b.add_argument("--compare", action="store_true",
                    help="benchmarks/bench_x86.py: bnncc vs LCE 0.16 (indirect BGEMM and default) vs TFLite XNNPACK "
