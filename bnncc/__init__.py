@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import BnnccError, FrontendError, OpError, TargetError
 from .lazy import lazy_exports
+from .version import __version__
 
 # Before TVM's thread pool exists: TVM assumes x86 cores are hyper-threads and defaults to half of them (one
 # thread on a 2-core machine), and pins its workers and the calling thread to cores, which then starves any
@@ -26,12 +27,11 @@ from .lazy import lazy_exports
 os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 os.environ.setdefault("TVM_BIND_THREADS", "0")
 
-__version__ = "0.1.0"
 _lazy, __getattr__, __dir__ = lazy_exports(__name__, {
     ".runtime": ("Executable", "load"),
     ".targets": ("get_target", "target_names"),
 })
-__all__ = ["BnnccError", "FrontendError", "OpError", "TargetError", "compile", "from_keras", *_lazy]
+__all__ = ["BnnccError", "FrontendError", "OpError", "TargetError", "__version__", "compile", "from_keras", *_lazy]
 
 
 def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32):

@@ -37,6 +37,7 @@ from .relay_ops.passes import FuseBinaryLayers, PackInProducers, UseWeightLayout
 from .runtime import SIGNATURE_FUNC, Executable, check_writable, load, set_num_threads
 from .schedules import CONV_BLOCKS, schedule_module
 from .targets import TargetSpec, get_target
+from .version import __version__
 
 __all__ = ["PHASES", "Executable", "Phase", "build", "check_writable", "graph_stats", "legalize", "load", "lower",
            "run_phases", "set_num_threads", "signature_of"]
@@ -157,8 +158,6 @@ def graph_stats(mod: tvm.IRModule) -> dict[str, int]:
 
 def signature_of(mod: tvm.IRModule, spec: TargetSpec, name: str = "model") -> dict[str, Any]:
     """What a compiled library records of its model: inputs, outputs, target, model name, bnncc version."""
-    from . import __version__
-
     main = mod["main"]
 
     def tensor(ty, name=None) -> dict[str, Any]:
