@@ -68,6 +68,8 @@ class UnsupportedLayersError(FrontendError):
 
 @dataclass(frozen=True)
 class Converter:
+    """One table entry: the layer kinds it converts, how, and the cheap check run before any conversion."""
+
     kinds: tuple[str, ...]
     convert: ConvertFn
     check: CheckFn | None = None
@@ -142,7 +144,8 @@ class ConverterTable:
             raise UnsupportedLayersError(problems, self.supported, unit=self.unit, file=file)
 
     def convert(self, graph: Graph, layer: Layer, inputs: Sequence[relax.Expr]) -> list[relax.Expr]:
-        """Convert one layer; its outputs as a list. A configuration the converter rejects is a FrontendError."""
+        """Convert one layer; its outputs as a list. Checks it again first (cheap), so a layer the converter
+        cannot import is a FrontendError naming it even when :meth:`check_all` did not run."""
         problem = self.problem(Layer(layer.name, layer.kind, layer.obj, len(inputs)))
         if problem is not None:
             raise UnsupportedLayersError([problem], self.supported, unit=self.unit, file=graph.source)
