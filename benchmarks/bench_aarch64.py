@@ -1,8 +1,8 @@
-"""bnncc's aarch64 binary conv kernels, counted in instructions per binary MAC under qemu (BENCHMARKS.md, aarch64).
+"""bnncc's aarch64 binary conv kernels, counted in instructions per binary MAC under qemu (docs/benchmarks.md).
 
     python -m benchmarks.bench_aarch64 [--layers L1,L2,L3,L4,L5] [--target rasp4] [--repeats 3]
 
-There is no ARM machine here, so — like the LCE anchors of BENCHMARKS.md — the measure is the exact dynamic
+There is no ARM machine here, so — like the LCE anchors of docs/benchmarks.md — the measure is the exact dynamic
 instruction count of one thread under ``qemu-aarch64 -cpu cortex-a72`` with the qemu-insncount TCG plugin
 (``bnncc.device.qemu``). For every layer L1–L5 (3×3, stride 1, 'same', pad_values=1, float output) these graphs
 are built with bnncc's own ops (``bnncc.relay_ops.bitpack`` / ``bconv2d``) and builder (``bnncc.testing.compile_graph``
@@ -49,11 +49,13 @@ from typing import Any
 
 import numpy as np
 
+from bnncc.compare.layers import LAYERS as BCONV_LAYERS
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# name: (H = W, Cin, Cout); 3×3, stride 1, 'same', pad_values=1 (BENCHMARKS.md).
-LAYERS = {"L1": (56, 64, 64), "L2": (28, 128, 128), "L3": (28, 256, 256), "L4": (14, 512, 512), "L5": (7, 512, 512)}
-# Instructions per binary MAC, one thread, bconv only (BENCHMARKS.md / shared/tools/qemu-insncount/README.md).
+# name: (H = W, Cin, Cout) of the benchmark layers; 3×3, stride 1, 'same', pad_values=1.
+LAYERS = {name: (layer.input_shape[1], layer.input_shape[3], layer.filters) for name, layer in BCONV_LAYERS.items()}
+# Instructions per binary MAC, one thread, bconv only, measured with tools/qemu-insncount (docs/benchmarks.md).
 LCE = {"L1": 0.0414, "L3": 0.0276, "L4": 0.0311}
 LCE_INNER_LOOP_L3 = 0.0256  # LCE's hand-written 8×4 NEON inner loop alone
 NAIVE = {"L1": 0.0713, "L3": 0.0386, "L4": 0.0369}  # XOR + cnt + pairwise-add NEON loop, one output at a time
@@ -456,7 +458,7 @@ def analysis(res: dict[str, Any]) -> str:
         "",
         "Caveats: instruction counts are not cycles — on a Cortex-A72 the throughput of `cnt`/`uadalp` on its two "
         "128-bit NEON pipes and the memory system decide, and qemu models neither; LCE's numbers are the anchors of "
-        "BENCHMARKS.md, not re-measured here. Nothing here ran on real Arm hardware.",
+        "docs/benchmarks.md, not re-measured here. Nothing here ran on real Arm hardware.",
     ]
     return "\n".join(text)
 

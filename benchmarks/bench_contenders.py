@@ -1,8 +1,8 @@
-"""LCE (indirect BGEMM and default) vs TFLite XNNPACK fp32 on the binary conv layers L1–L5 of BENCHMARKS.md.
+"""LCE (indirect BGEMM and default) vs TFLite XNNPACK fp32 on the binary conv layers L1–L5 (docs/benchmarks.md).
 
     python -m benchmarks.bench_contenders --layers L1,L3 --threads 1 --repeats 20
 
-Contenders run round-robin in one process (see ``contenders.time_interleaved``); the table gives
+Contenders run round-robin in one process (``bnncc.compare.timing.time_interleaved``); the table gives
 medians in ms.  LCE times include the input/output copies of its Python ``predict`` (≈ ``io_ms``);
 TFLite times are ``invoke()`` only.  Before timing, every layer is checked: the LCE graph must be
 ``LceQuantize → LceBconv2d`` with float output, both LCE kernels must agree with the Keras model, and
@@ -15,9 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks import contenders as C
+from bnncc.compare import contenders as C
+from bnncc.compare.layers import LAYERS
+from bnncc.compare.results import collect_meta, print_table, write_results
+from bnncc.compare.timing import median_ms, time_interleaved
 
-# BENCHMARKS.md, "Seen on this machine (1 thread, ms, noisy)".
+# docs/benchmarks.md, "LCE and XNNPACK anchors" (1 thread, ms, noisy).
 ANCHORS_1T = {
     "L1": {"lce": 1.91, "xnnpack": 3.17},
     "L3": {"lce": 4.87, "xnnpack": 14.9},
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--layers", default=",".join(C.LAYERS), help="comma-separated subset of L1..L5")
+    p.add_argument("--layers", default=",".join(LAYERS), help="comma-separated subset of L1..L5")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="JSON output (default: the --md path with .json)")
     args = p.parse_args(argv)
 
-    layers = [C.LAYERS[name.strip()] for name in args.layers.split(",") if name.strip()]
+    layers = [LAYERS[name.strip()] for name in args.layers.split(",") if name.strip()]
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     rows, notes = [], []
     for layer in layers:
@@ -95,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                 runners["builtin_fp32"] = C.TfliteXnnpackRunner(
                     None, nt, use_xnnpack=False, flatbuffer=float_fb
                 )
-            samples = C.time_interleaved(runners, x, repeats=args.repeats, warmup=args.warmup)
-            ms = {k: C.median_ms(v) for k, v in samples.items()}
-            io_ms = C.median_ms(runners["xnnpack_fp32"].io_time(x, repeats=args.repeats))
+            samples = time_interleaved(runners, x, repeats=args.repeats, warmup=args.warmup)
+            ms = {k: median_ms(v) for k, v in samples.items()}
+            io_ms = median_ms(runners["xnnpack_fp32"].io_time(x, repeats=args.repeats))
             row = {"layer": layer.name, "threads": nt, "bGMAC": layer.binary_macs / 1e9}
             row.update({f"{k}_ms": v for k, v in ms.items()})
             row["io_ms"] = io_ms
@@ -107,24 +110,24 @@ def main(argv: list[str] | None = None) -> int:
             row["anchor_lce_ms"] = anchor["lce"] if anchor else None
             row["anchor_xnn_ms"] = anchor["xnnpack"] if anchor else None
             rows.append(row)
-            C.print_table(rows[-1:])
+            print_table(rows[-1:])
             print(file=sys.stdout, flush=True)
 
     print("\n== all ==")
-    C.print_table(rows)
+    print_table(rows)
     notes += [
         "Medians over --repeats runs, contenders interleaved round-robin in one process.",
         "lce_* times are LCE's Python predict(): Invoke() + input memcpy + output copy; "
         "io_ms estimates those copies (TFLite set_tensor + get_tensor). "
         "xnnpack/builtin times are invoke() only.",
-        "anchor_* = BENCHMARKS.md 'seen on this machine' (1 thread).",
+        "anchor_* = docs/benchmarks.md, LCE and XNNPACK anchors (1 thread).",
     ]
     if args.md:
         json_path = args.json or str(Path(args.md).with_suffix(".json"))
-        meta = C.collect_meta(
+        meta = collect_meta(
             threads, repeats=args.repeats, warmup=args.warmup, layers=[layer.name for layer in layers]
         )
-        C.write_results(args.md, json_path, rows, meta, title="Contenders on L1–L5 (dev run)", notes=notes)
+        write_results(args.md, json_path, rows, meta, title="Contenders on L1–L5 (dev run)", notes=notes)
         print(f"wrote {args.md} and {json_path}", file=sys.stderr)
     return 0
 

@@ -4,13 +4,13 @@ vs two RPC servers.
     python -m benchmarks.bench_tuning                       # tunes what is not tuned yet, then times
     python -m benchmarks.bench_tuning --layers L4 --no-quicknet --no-fleet
 
-Layers (BENCHMARKS.md shapes, ``contenders.LAYERS``): a 1×H×W×C input already bitpacked (``--bits`` words) →
-``bconv2d`` 3×3, stride 1, 'same' with pad value 1, float output through a random BN-like multiplier/bias: only
-the binary conv is timed. Each layer is tuned into the target's log (default ``tuning_logs/host-<cpu>/``; a task
-tuned before is not tuned again), compiled twice — bnncc's default schedules and with the log — checked against
-the numpy oracle, and the two are timed interleaved in this process (warm bursts, medians of ``--repeats``
-rounds). "kept" says what the log holds for the layer: "tuned" (its schedule beat the default when it was tuned)
-or "default" (it did not: nothing is applied, so the two builds are the same code).
+Layers (docs/benchmarks.md shapes, ``bnncc.compare.layers.LAYERS``): a 1×H×W×C input already bitpacked (``--bits``
+words) → ``bconv2d`` 3×3, stride 1, 'same' with pad value 1, float output through a random BN-like
+multiplier/bias: only the binary conv is timed. Each layer is tuned into the target's log (default
+``tuning_logs/host-<cpu>/``; a task tuned before is not tuned again), compiled twice — bnncc's default schedules
+and with the log — checked against the numpy oracle, and the two are timed interleaved in this process (warm
+bursts, medians of ``--repeats`` rounds). "kept" says what the log holds for the layer: "tuned" (its schedule beat
+the default when it was tuned) or "default" (it did not: nothing is applied, so the two builds are the same code).
 
 QuickNet (zoo, 224×224, random weights): compiled without and with the log (``tuning_logs/host-<cpu>/`` from
 ``bnncc tune quicknet``), outputs compared, timed the same way.
@@ -29,9 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import contenders as C  # sets TF_USE_LEGACY_KERAS before TensorFlow
+import numpy as np
 
-np = C.np
+from bnncc.compare.layers import LAYERS, BconvLayer, BnnccRunner
+from bnncc.compare.results import collect_meta, markdown_table, print_table, write_results
+from bnncc.compare.timing import median_ms, time_interleaved_bursts
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LAYER_COLUMNS = ["layer", "shape", "space", "trials", "kept", "default µs", "tuned µs", "speedup",
@@ -46,7 +48,7 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def layer_module(layer: C.BconvLayer, bits: int = 64, seed: int = 0):
+def layer_module(layer: BconvLayer, bits: int = 64, seed: int = 0):
     """(Relax module, kernel HWIO, multiplier, bias) of a layer with a bitpacked input."""
     from tvm import relax
 
@@ -74,30 +76,13 @@ def oracle(x_pm1: np.ndarray, kernel: np.ndarray, mult: np.ndarray, bias: np.nda
     return ref.output_transform(acc, mult, bias)
 
 
-class _Exe:
-    """An Executable as a runner of contenders.time_interleaved_bursts (one VM call on a TVM tensor)."""
-
-    def __init__(self, exe):
-        self.exe, self.main = exe, exe.vm["main"]
-
-    def _prepare(self, x):
-        import tvm
-
-        return tvm.runtime.tensor(np.ascontiguousarray(x))
-
-    def _timed_once(self, x) -> float:
-        t0 = time.perf_counter()
-        self.main(x)
-        return time.perf_counter() - t0
-
-
 def _time_pair(default, tuned, x, repeats: int, burst_ms: float) -> tuple[float, float]:
-    samples = C.time_interleaved_bursts({"default": _Exe(default), "tuned": _Exe(tuned)}, x, repeats, warmup=3,
-                                        min_burst_s=burst_ms * 1e-3)
-    return C.median_ms(samples["default"]), C.median_ms(samples["tuned"])
+    samples = time_interleaved_bursts({"default": BnnccRunner(default), "tuned": BnnccRunner(tuned)}, x, repeats,
+                                      warmup=3, min_burst_s=burst_ms * 1e-3)
+    return median_ms(samples["default"]), median_ms(samples["tuned"])
 
 
-def bench_layer(layer: C.BconvLayer, log: Path, *, bits: int, trials: int, repeats: int, burst_ms: float,
+def bench_layer(layer: BconvLayer, log: Path, *, bits: int, trials: int, repeats: int, burst_ms: float,
                 seed: int = 0) -> dict:
     from bnncc import reference as ref
     from bnncc import tune as T
@@ -143,13 +128,13 @@ def bench_quicknet(log: Path, *, repeats: int, burst_ms: float, size: int = 224)
             "rel err tuned vs default": err, "same top-1": bool(a.argmax() == b.argmax())}
 
 
-def bench_fleet(layer: C.BconvLayer, *, bits: int, trials: int, per_iter: int, rounds: int = 2) -> list[dict]:
+def bench_fleet(layer: BconvLayer, *, bits: int, trials: int, per_iter: int, rounds: int = 2) -> list[dict]:
     """Trials per minute of the search on a fresh log: local runner, then RPC with 1 and 2 servers (``rounds``
     alternating rounds, summed), with MetaSchedule's profile of where the search time goes."""
     from tvm.s_tir import meta_schedule as ms
 
-    from bnncc.rpc import cli as rpc_cli
     from bnncc import tune as T
+    from bnncc.rpc import cli as rpc_cli
 
     mod = layer_module(layer, bits)[0]
     totals: dict[int, dict[str, float]] = {}
@@ -194,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from bnncc import tune as T
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--layers", default=",".join(C.LAYERS), help="comma-separated subset of L1..L5 ('' for none)")
+    p.add_argument("--layers", default=",".join(LAYERS), help="comma-separated subset of L1..L5 ('' for none)")
     p.add_argument("--bits", type=int, default=64, choices=(32, 64))
     p.add_argument("--trials", type=int, default=48, help="trials per layer task (fewer when its space is smaller)")
     p.add_argument("--log", help="tuning log (default tuning_logs/host-<cpu>)")
@@ -208,30 +193,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS / "tuning"), help="results path without suffix ('' for none)")
     args = p.parse_args(argv)
     log = Path(args.log) if args.log else T.default_log_dir("host")
-    layers = [C.LAYERS[n] for n in args.layers.split(",") if n]
+    layers = [LAYERS[n] for n in args.layers.split(",") if n]
 
     t0 = time.monotonic()
     rows = [bench_layer(layer, log, bits=args.bits, trials=args.trials, repeats=args.repeats,
                         burst_ms=args.burst_ms) for layer in layers]
     if rows:
-        C.print_table(rows, LAYER_COLUMNS)
+        print_table(rows, LAYER_COLUMNS)
     net = [] if args.no_quicknet else [bench_quicknet(log, repeats=args.repeats, burst_ms=args.burst_ms)]
     if net:
-        C.print_table(net, NET_COLUMNS)
-    fleet = [] if args.no_fleet else bench_fleet(C.LAYERS[args.fleet_layer], bits=args.bits,
+        print_table(net, NET_COLUMNS)
+    fleet = [] if args.no_fleet else bench_fleet(LAYERS[args.fleet_layer], bits=args.bits,
                                                  trials=args.fleet_trials, per_iter=8, rounds=args.fleet_rounds)
     if fleet:
-        C.print_table(fleet, FLEET_COLUMNS)
+        print_table(fleet, FLEET_COLUMNS)
     wall = time.monotonic() - t0
 
     if args.out:
         import tvm
 
+        from bnncc.targets import get_target
+
         summary = T.read_summary(log)
         runs = [r for r in summary.get("runs", []) if r.get("model") == "quicknet"]
         floor = sum(r["speedup"] >= 1.2 for r in rows)
-        meta = C.collect_meta(
-            None, tvm=tvm.__version__, target=str(T.get_target("host").tvm_target()), log=str(log),
+        meta = collect_meta(
+            None, tvm=tvm.__version__, target=str(get_target("host").tvm_target()), log=str(log),
             bits=args.bits, repeats=args.repeats, burst_ms=args.burst_ms, bench_wall_s=round(wall, 1),
             tvm_threads=int(tvm.get_global_func("runtime.NumThreads")()),
             tvm_env={k: os.environ.get(k) for k in ("TVM_NUM_THREADS", "TVM_BIND_THREADS")},
@@ -247,14 +234,14 @@ def main(argv: list[str] | None = None) -> int:
             "run are what to compare).",
         ]
         md, js = Path(args.out).with_suffix(".md"), Path(args.out).with_suffix(".json")
-        C.write_results(md, js, rows, meta, columns=LAYER_COLUMNS,
+        write_results(md, js, rows, meta, columns=LAYER_COLUMNS,
                         title="bnncc tune: tuned vs default schedules, binary conv layers L1–L5", notes=notes)
         # the network and fleet tables under the layer table
         text = md.read_text()
-        extra = ["", "## QuickNet", "", C._markdown_table(net, NET_COLUMNS)] if net else []
+        extra = ["", "## QuickNet", "", markdown_table(net, NET_COLUMNS)] if net else []
         if fleet:
             extra += ["", "## Tuning throughput: local runner, RPC with 1 and 2 servers (this machine)", "",
-                      C._markdown_table(fleet, FLEET_COLUMNS), "",
+                      markdown_table(fleet, FLEET_COLUMNS), "",
                       f"- {args.fleet_layer} tuned from scratch ({args.fleet_trials} trials, batches of 8), "
                       f"{args.fleet_rounds} rounds alternating the three set-ups, summed. Each batch is built "
                       "(LocalBuilder, 2 processes), then measured (RPCRunner: one session per server at a time, "

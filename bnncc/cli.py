@@ -144,16 +144,17 @@ def cmd_run(args) -> int:
 
 
 def _comparison_benchmark():
-    """benchmarks/bench_x86.py of the source checkout bnncc runs from (it is not part of the installed package)."""
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "benchmarks" / "bench_x86.py").is_file():
-        raise BnnccError("bench --compare runs benchmarks/bench_x86.py of a bnncc source checkout; this bnncc is "
-                         f"installed from {root}, which has none")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from benchmarks import bench_x86
+    """:mod:`bnncc.compare.x86`; it runs LCE and TFLite, so it needs the ``keras`` extra. Results go to ``--out``,
+    else ``benchmarks/results/x86*`` of a source checkout, else ``./bnncc-results/x86*``."""
+    import importlib.util
 
-    return bench_x86
+    missing = [m for m in ("tensorflow", "larq", "larq_compute_engine") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BnnccError(f"bench --compare runs LCE and TFLite, which need {', '.join(missing)}: "
+                         "pip install 'bnncc[keras]'")
+    from .compare import x86
+
+    return x86
 
 
 def cmd_bench_compare(args) -> int:

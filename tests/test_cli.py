@@ -215,8 +215,8 @@ def test_bench_library_prints_json(zoo_so, tmp_path):
 
 
 def test_bench_compare_writes_side_by_side_results(tmp_path):
-    """``bnncc bench --compare`` runs benchmarks/bench_x86.py of the checkout (from any directory): bnncc, LCE and
-    TFLite in one run, a table on stdout and the results files."""
+    """``bnncc bench --compare`` runs bnncc.compare's x86 comparison (from any directory): bnncc, LCE and TFLite in
+    one run, a table on stdout and the results files."""
     r = bnncc("bench", "standin", "--compare", "--threads", "1", "--repeats", "2", "--out", tmp_path / "x86",
               cwd=tmp_path)
     assert r.returncode == 0, describe(r)

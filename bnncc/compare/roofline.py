@@ -1,17 +1,25 @@
 """The popcount roofline of this machine, measured with a kernel that bnncc's own toolchain compiles.
 
-    python -m benchmarks.roofline --threads 1,2 [--asm probe.s]
+    python -m bnncc.compare.roofline --threads 1,2 [--asm probe.s]
 
 The probe is a TIR PrimFunc (TVMScript) built by TVM/LLVM for bnncc's ``host`` target: the register-blocked
 shape of bnncc's BGEMM, without its memory traffic. ``xb`` broadcast 64-bit words × ``nv`` vectors of weight
-words give ``xb·nv`` independent vector accumulators (24 zmm on AVX-512) that stay in registers; the reduction
-loop runs over ``k`` words of a small array (a few KB, L1-resident) and repeats ``reps`` times. Each lane step is
-XOR + popcount + add on 64-bit lanes: one 64-bit XOR+popcount counts 64 binary MACs.
+words give ``xb·nv`` independent vector accumulators that stay in registers; the reduction loop runs over ``k``
+words of a small array (a few KB, L1-resident) and repeats ``reps`` times. Each lane step is XOR + popcount + add
+on 64-bit lanes: one 64-bit XOR+popcount counts 64 binary MACs.
 
-On AVX-512 VPOPCNTDQ the inner loop is ``vpbroadcastq`` / ``vmovdqa64`` loads, then per accumulator
-``vpxorq`` + ``vpopcntq`` + ``vpaddq`` on zmm (see :func:`asm_summary`): three vector ALU instructions per 512
-binary MACs, which is the bound the probe runs at (the machine issues about four 512-bit vector ALU ops per cycle,
-two of them popcounts).
+How LLVM computes a vector popcount depends on the CPU — the *ISA path* (:func:`isa_path`, from
+:func:`bnncc.targets.isa`), which the results record — and so does the register tile that fits
+(:func:`default_shape`); :func:`asm_summary` reads the hot loop:
+
+* ``avx512-vpopcntdq``: per accumulator ``vpxorq`` + ``vpopcntq`` + ``vpaddq`` on zmm after ``vpbroadcastq`` /
+  ``vmovdqa64`` loads: three vector ALU instructions per 512 binary MACs (4 × 6 = 24 zmm accumulators).
+* ``avx2-lut`` (and ``avx512bw-lut`` without VPOPCNTDQ): no vector popcount instruction; LLVM looks nibbles up in
+  a 16-entry table: ``vpand`` / ``vpsrlw`` + ``vpand`` split the bytes into nibbles, two ``vpshufb`` count them,
+  ``vpaddb`` adds the halves, ``vpsadbw`` sums the bytes of each 64-bit lane, ``vpaddq`` accumulates: nine vector
+  instructions per 256 binary MACs on ymm. The table, the nibble mask, the zero for ``vpsadbw``, the broadcast
+  and two temporaries leave 10 of the 16 ymm registers for accumulators (1 × 10; weights as memory operands).
+* ``neon-cnt``: ``eor`` + ``cnt`` + pairwise widening adds (4 × 5 = 20 accumulators); ``scalar``: ``popcnt``.
 
 Thread control (TVM 0.27 runtime, ``src/runtime/thread_pool.cc``):
 
@@ -21,8 +29,8 @@ Thread control (TVM 0.27 runtime, ``src/runtime/thread_pool.cc``):
   without the variable every bnncc kernel runs on one thread, and creating the pool pins the calling (main)
   thread to core 0, so threads that TFLite/XNNPACK start later inherit a one-core affinity.
   :func:`ensure_thread_pool` sets ``TVM_NUM_THREADS`` before the pool exists.
-* Then ``tvm.get_global_func("runtime.config_threadpool")(1, n)`` (affinity mode 1 = kBig, n threads) selects
-  ``n`` ≤ pool size workers for later launches; ``runtime.NumThreads()`` reads it back (:func:`set_tvm_threads`).
+* Then :func:`bnncc.pipeline.set_num_threads` (``runtime.config_threadpool(1, n)``: affinity mode kBig, n threads)
+  selects ``n`` ≤ pool size workers for later launches; :func:`set_tvm_threads` checks that it got them.
 """
 
 from __future__ import annotations
@@ -37,7 +45,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 _POOL_ENV = "TVM_NUM_THREADS"
-_MODE_BIG = 1  # threading::ThreadGroup::kBig
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -82,22 +89,43 @@ def num_tvm_threads() -> int:
 def set_tvm_threads(n: int) -> int:
     """Use ``n`` threads for bnncc/TVM kernels from now on; raises if the pool cannot give that many.
 
-    Exactly: ``tvm.get_global_func("runtime.config_threadpool")(1, n)``, after :func:`ensure_thread_pool`.
+    :func:`ensure_thread_pool`, then :func:`bnncc.pipeline.set_num_threads`.
     """
-    import tvm
-
     n = int(n)
     if n < 1:
         raise ValueError(f"thread count must be ≥ 1, got {n}")
     ensure_thread_pool(n)
-    tvm.get_global_func("runtime.config_threadpool")(_MODE_BIG, n)
-    got = num_tvm_threads()
+    from ..pipeline import set_num_threads
+
+    got = set_num_threads(n)
     if got != n:
         raise RuntimeError(
             f"TVM's thread pool gives {got} thread(s), not {n}: it was created before {_POOL_ENV} allowed {n} "
             f"({_POOL_ENV}={os.environ.get(_POOL_ENV)!r}); set {_POOL_ENV}={n} before running anything parallel"
         )
     return got
+
+
+# ----------------------------------------------------------------------------------------------------
+# ISA paths
+# ----------------------------------------------------------------------------------------------------
+def tvm_target(target=None):
+    """A ``tvm.target.Target``: as given, or bnncc's named target (default ``host``)."""
+    import tvm
+
+    if isinstance(target, tvm.target.Target):
+        return target
+    from ..targets import get_target
+
+    return get_target(target or "host").tvm_target()
+
+
+def isa_path(target=None) -> str:
+    """How ``target``'s binary kernels (and the probe) count bits (default ``host``): the
+    :attr:`bnncc.targets.Isa.popcount_path` of its CPU, e.g. ``avx512-vpopcntdq`` or ``avx2-lut``."""
+    from ..targets import isa
+
+    return isa(tvm_target(target)).popcount_path
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -120,25 +148,20 @@ class ProbeShape:
         return self.k * self.xb * self.nv * self.lanes * 64
 
 
+# (xb, nv) per ISA path: the largest tile whose accumulators LLVM keeps in registers (checked on the hot loop's
+# assembly: no stack references). The LUT paths need registers for the table, the nibble mask, the zero of
+# vpsadbw and two temporaries; AVX2 has 16 ymm registers, AVX-512 32 zmm, NEON 32 (cnt needs widening temporaries).
+_TILES = {"avx512-vpopcntdq": (4, 6), "avx512bw-lut": (2, 8), "avx2-lut": (1, 10), "neon-cnt": (4, 5)}
+
+
 def default_shape(target=None) -> ProbeShape:
-    """24 accumulators of 8 lanes on AVX-512, 12 of 4 on AVX2, 24 of 2 on NEON (from bnncc's ``CpuInfo``)."""
-    from bnncc.schedules.cpu import CpuInfo
+    """The probe's register tile for ``target``'s ISA path (default ``host``), 64-bit lanes filling its widest
+    vectors: 24 zmm accumulators on AVX-512 VPOPCNTDQ, 10 ymm on AVX2, 20 on NEON."""
+    from ..targets import isa
 
-    info = CpuInfo.of(_tvm_target(target))
-    lanes = max(1, info.vector_bits // 64)
-    if info.registers >= 24:
-        return ProbeShape(4, 6, 64, lanes)
-    return ProbeShape(3, 4, 64, lanes)
-
-
-def _tvm_target(target=None):
-    import tvm
-
-    if isinstance(target, tvm.target.Target):
-        return target
-    from bnncc.targets import get_target
-
-    return get_target(target or "host").tvm_target()
+    facts = isa(tvm_target(target))
+    xb, nv = _TILES.get(facts.popcount_path, (3, 4))
+    return ProbeShape(xb, nv, 64, max(1, facts.vector_bits // 64))
 
 
 def probe_func(tasks: int, shape: ProbeShape):
@@ -177,6 +200,14 @@ def probe_func(tasks: int, shape: ProbeShape):
     return probe
 
 
+def probe_asm(target=None, shape: ProbeShape | None = None, tasks: int = 1) -> str:
+    """Assembly of the probe compiled for ``target`` (any named bnncc target: nothing is run)."""
+    import tvm
+
+    target = tvm_target(target)
+    return tvm.compile(probe_func(tasks, shape or default_shape(target)), target=target).mod.inspect_source("asm")
+
+
 def _popcount_u64(a: np.ndarray) -> np.ndarray:
     return np.unpackbits(np.ascontiguousarray(a).view(np.uint8)).reshape(*a.shape, 64).sum(-1, dtype=np.uint64)
 
@@ -188,7 +219,8 @@ class Probe:
         import tvm
 
         self.tasks = int(tasks)
-        self.target = _tvm_target(target)
+        self.target = tvm_target(target)
+        self.isa_path = isa_path(self.target)
         self.shape = shape or default_shape(self.target)
         self.executable = tvm.compile(probe_func(self.tasks, self.shape), target=self.target)
         self.module = self.executable.mod
@@ -246,6 +278,7 @@ class Roofline:
     macs_per_call: int
     accumulators: int
     lanes: int
+    isa_path: str = ""  # how the popcounts were computed (isa_path)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -262,7 +295,7 @@ def measure(threads: int = 1, *, seconds: float = 0.05, repeats: int = 10, targe
     samples = probe.time(reps, repeats)
     macs = probe.macs(reps)
     return Roofline(threads, macs / min(samples) / 1e9, macs / float(np.median(samples)) / 1e9, samples, macs,
-                    probe.shape.accumulators, probe.shape.lanes)
+                    probe.shape.accumulators, probe.shape.lanes, probe.isa_path)
 
 
 def measure_all(threads=(1, 2), **kw) -> dict[int, Roofline]:
@@ -275,6 +308,10 @@ def measure_all(threads=(1, 2), **kw) -> dict[int, Roofline]:
 # Assembly check
 # ----------------------------------------------------------------------------------------------------
 _INSN = re.compile(r"^\s+([a-z][a-z0-9.]*)\s+(.*)$")
+_POPCOUNT = re.compile(r"^(v?popcnt[a-z]*|v?pshufb|cnt)\s")  # an instruction of some popcount lowering
+_LUT = ("vpshufb", "vpand", "vpsrlw", "vpaddb", "vpsadbw")  # the nibble-table popcount
+# XOR and accumulating add of NEON ("v") and scalar ("r") code; x86 vector code: vpxor / vpadd[dq] on its register
+_XOR_ADD = {"v": (r"^eor\s+v", r"^(uadalp|add)\s+v\d+\.2d"), "r": (r"^xor[lq]?\s", r"^add[lq]?\s")}
 
 
 def hot_loop(asm: str) -> list[str]:
@@ -287,25 +324,56 @@ def hot_loop(asm: str) -> list[str]:
             blocks[-1].append(line.strip())
             if re.match(r"\s+(j[a-z]+|b|b\.[a-z]+|cbn?z|tbn?z|ret)\s", line):  # a branch ends the block
                 blocks.append([])
-    return max(blocks, key=lambda b: sum("popcnt" in i or i.startswith("cnt") for i in b))
+    return max(blocks, key=lambda b: sum(bool(_POPCOUNT.match(i)) for i in b))
+
+
+def asm_isa_path(loop: list[str]) -> str:
+    """The ISA path (as :func:`isa_path` names them; ``sse-lut``: the nibble table on xmm) of the popcounts in
+    ``loop``, or ``"none"``."""
+
+    def has(pattern: str) -> bool:
+        return any(re.search(pattern, i) for i in loop)
+
+    if has(r"^vpopcnt[dq]\s"):
+        return "avx512-vpopcntdq"
+    for reg, path in (("zmm", "avx512bw-lut"), ("ymm", "avx2-lut"), ("xmm", "sse-lut")):
+        if has(rf"^v?pshufb\s.*%{reg}"):
+            return path
+    if has(r"^cnt\s"):
+        return "neon-cnt"
+    return "scalar" if has(r"^popcnt") else "none"
 
 
 def asm_summary(asm: str) -> dict:
-    """Instruction mix of the hot loop: popcounts by register width, XORs, adds, loads, stack spills."""
+    """Instruction mix of the hot loop: its ISA path, popcounts (``vpopcntq`` by register width, the nibble-table
+    instructions, others), XORs and accumulating adds on the popcounts' vector registers, memory operands and
+    stack references (spills)."""
     loop = hot_loop(asm)
+    path = asm_isa_path(loop)
 
     def count(pattern: str) -> int:
         return sum(bool(re.search(pattern, i)) for i in loop)
 
+    reg = {"avx2-lut": "ymm", "sse-lut": "xmm", "neon-cnt": "v", "scalar": "r"}.get(path, "zmm")
+    if path == "avx512-vpopcntdq" and not count(r"^vpopcnt[dq]\s.*%zmm"):
+        reg = "ymm"
+    lut = {f"lut_{op}": count(rf"^v?{op[1:]}[dq]?\s.*%{reg}") for op in _LUT}
+    popcounts = {"avx512-vpopcntdq": count(r"^vpopcnt[dq]\s"), "neon-cnt": count(r"^cnt\s"),
+                 "scalar": count(r"^popcnt")}.get(path, lut["lut_vpsadbw"])
+    xor, add = _XOR_ADD.get(reg, (rf"^v?pxor[dq]?\s.*%{reg}", rf"^v?padd[dq]\s.*%{reg}"))
     return {
+        "isa_path": path,
         "instructions": len(loop),
+        "popcounts": popcounts,
         "vpopcntq_zmm": count(r"^vpopcntq\s.*%zmm"),
         "vpopcntq_ymm": count(r"^vpopcntq\s.*%ymm"),
+        **lut,
         "popcount_other": count(r"popcnt|^cnt\s") - count(r"^vpopcntq\s.*%[zy]mm"),
-        "xor_zmm": count(r"^vpxor[dq]?\s.*%zmm"),
-        "add_zmm": count(r"^vpadd[bwdq]\s.*%zmm"),
-        "loads": count(r"^(vpbroadcast|vmovdq|vmovup)\S*\s+-?\d*\(%"),
-        "stack_refs": count(r"\(%rsp\)"),
+        "register": reg,
+        "xor": count(xor),
+        "add": count(add),
+        "loads": count(r"-?\d*\(%r(?!sp\))\w+[,)]|^ld"),
+        "stack_refs": count(r"\(%rsp\)|\[sp[,\]]"),
     }
 
 
@@ -323,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.asm:
         with open(args.asm, "w") as f:
             f.write(probe1.asm())
-    print(f"probe: {probe1.shape}, target {probe1.target}")
+    print(f"probe: {probe1.shape}, ISA path {probe1.isa_path}, target {probe1.target}")
     print("hot loop:", ", ".join(f"{k} {v}" for k, v in summary.items()))
     res = measure_all(threads, seconds=args.seconds, repeats=args.repeats)
     for t in sorted(res):

@@ -1,4 +1,4 @@
-"""Fast checks of benchmarks/contenders.py: the LCE oracle, the converted graphs, float twins."""
+"""Fast checks of bnncc.compare's contenders: the LCE oracle, the converted graphs, float twins."""
 
 import os
 
@@ -6,18 +6,16 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import json  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-# `benchmarks` is not an installed package: make the repository root importable under plain `pytest` too.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import contenders as C  # noqa: E402
-
-tf = C.tf
-lq = C.lq
+from bnncc._tf import lq, tf  # noqa: E402
+from bnncc.compare import contenders as C  # noqa: E402
+from bnncc.compare.layers import LAYERS  # noqa: E402
+from bnncc.compare.results import format_table, write_results  # noqa: E402
+from bnncc.compare.timing import median_ms, time_interleaved  # noqa: E402
+from bnncc.models.twin import strip_quantizers  # noqa: E402
 
 
 def _rel_err(a, b):
@@ -85,9 +83,9 @@ def _tiny_larq_net(seed=0):
 
 
 def test_layers_table():
-    assert list(C.LAYERS) == ["L1", "L2", "L3", "L4", "L5"]
-    assert C.LAYERS["L3"].input_shape == (1, 28, 28, 256) and C.LAYERS["L3"].filters == 256
-    assert C.LAYERS["L1"].binary_macs == 56 * 56 * 64 * 64 * 9
+    assert list(LAYERS) == ["L1", "L2", "L3", "L4", "L5"]
+    assert LAYERS["L3"].input_shape == (1, 28, 28, 256) and LAYERS["L3"].filters == 256
+    assert LAYERS["L1"].binary_macs == 56 * 56 * 64 * 64 * 9
 
 
 def test_converted_graph_is_quantize_then_float_bconv(small_layer):
@@ -141,7 +139,7 @@ def test_float_twin_matches_plain_keras(small_layer):
 
 def test_strip_quantizers_keeps_weights():
     model = _tiny_larq_net()
-    twin = C.strip_quantizers(model)
+    twin = strip_quantizers(model)
     kinds = {layer.name: type(layer).__name__ for layer in twin.layers}
     assert kinds["qconv1"] == "Conv2D" and kinds["qdw"] == "DepthwiseConv2D" and kinds["qdense"] == "Dense"
     assert not any(type(layer).__module__.startswith("larq") for layer in twin.layers)
@@ -170,19 +168,19 @@ def test_network_runners_on_tiny_larq_net():
     ref = model(x).numpy()
     for name in ("lce_indirect", "lce_default", "lce_indirect_xnnpack"):
         assert _rel_err(runners[name](x), ref) < 1e-4, name
-    twin_ref = C.strip_quantizers(model)(x).numpy()
+    twin_ref = strip_quantizers(model)(x).numpy()
     assert _rel_err(runners["tflite_xnnpack_fp32"](x), twin_ref) < 1e-4
-    samples = C.time_interleaved(runners, x, repeats=2, warmup=1)
+    samples = time_interleaved(runners, x, repeats=2, warmup=1)
     assert all(len(v) == 2 for v in samples.values())
 
 
 def test_tables_and_results(tmp_path):
     rows = [{"layer": "L1", "threads": 1, "lce_ms": 1.91234}, {"layer": "L3", "threads": 2, "lce_ms": 14.9}]
-    text = C.format_table(rows)
+    text = format_table(rows)
     lines = text.splitlines()
     assert lines[0].split() == ["layer", "threads", "lce_ms"] and "1.912" in lines[2] and "14.90" in lines[3]
-    assert C.median_ms([0.001, 0.003, 0.002]) == pytest.approx(2.0)
-    C.write_results(tmp_path / "r.md", tmp_path / "r.json", rows, {"threads": [1, 2]})
+    assert median_ms([0.001, 0.003, 0.002]) == pytest.approx(2.0)
+    write_results(tmp_path / "r.md", tmp_path / "r.json", rows, {"threads": [1, 2]})
     md = (tmp_path / "r.md").read_text()
     assert "| layer | threads | lce_ms |" in md and "tensorflow" in md
     data = json.loads((tmp_path / "r.json").read_text())
