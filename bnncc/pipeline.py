@@ -39,8 +39,8 @@ from .schedules import CONV_BLOCKS, schedule_module
 from .targets import TargetSpec, get_target
 from .version import __version__
 
-__all__ = ["PHASES", "Executable", "Phase", "build", "check_writable", "graph_stats", "legalize", "load", "lower",
-           "run_phases", "set_num_threads", "signature_of"]
+__all__ = ["PHASES", "PHASE_NAMES", "Compilation", "Executable", "Phase", "build", "check_writable", "compilation",
+           "graph_stats", "legalize", "load", "lower", "run_phases", "set_num_threads", "signature_of"]
 
 
 @dataclass
@@ -126,9 +126,10 @@ PHASE_NAMES = tuple(p.name for p in PHASES)
 
 
 def run_phases(mod: tvm.IRModule, c: Compilation, *, until: str = PHASE_NAMES[-1],
-               dump_ir: str | os.PathLike | None = None) -> tvm.IRModule:
-    """Run the phases up to and including ``until``; with ``dump_ir`` (default: ``$BNNCC_DUMP_IR``), write the
-    module after each phase to ``DIR/NN-<phase>.py``."""
+               dump_ir: str | os.PathLike | None = None,
+               on_phase: Callable[[str, tvm.IRModule], None] | None = None) -> tvm.IRModule:
+    """Run the phases up to and including ``until``. After each phase, ``on_phase(name, module)`` is called and,
+    with ``dump_ir`` (default: ``$BNNCC_DUMP_IR``), the module is written to ``DIR/NN-<phase>.py``."""
     if until not in PHASE_NAMES:
         raise ValueError(f"unknown phase {until!r}; phases: {', '.join(PHASE_NAMES)}")
     dump = dump_ir or os.environ.get("BNNCC_DUMP_IR") or None
@@ -141,6 +142,8 @@ def run_phases(mod: tvm.IRModule, c: Compilation, *, until: str = PHASE_NAMES[-1
                 mod = tvm.transform.Sequential(passes, name=phase.name)(mod)
             if dump is not None:
                 (Path(dump) / f"{i:02d}-{phase.name}.py").write_text(mod.script())
+            if on_phase is not None:
+                on_phase(phase.name, mod)
             if phase.name == until:
                 break
     return mod
@@ -172,14 +175,16 @@ def signature_of(mod: tvm.IRModule, spec: TargetSpec, name: str = "model") -> di
             "inputs": [tensor(p.ty, p.name) for p in main.params], "outputs": outputs}
 
 
-def _compilation(target: str | TargetSpec, num_cores: int | None, tuning=None, name: str = "model") -> Compilation:
+def compilation(target: str | TargetSpec, num_cores: int | None = None, tuning=None, name: str = "model"
+                ) -> Compilation:
+    """The state of one compile for ``target`` (what :func:`run_phases` takes)."""
     spec = get_target(target)
     return Compilation(spec, spec.tvm_target(num_cores), tuning, name)
 
 
 def legalize(mod: tvm.IRModule, target: str | TargetSpec, num_cores: int | None = None) -> tvm.IRModule:
     """The phases up to ``fuse_tir``: the unscheduled PrimFuncs (what tuning extracts its tasks from)."""
-    return run_phases(mod, _compilation(target, num_cores), until="fuse_tir")
+    return run_phases(mod, compilation(target, num_cores), until="fuse_tir")
 
 
 def lower(mod: tvm.IRModule, target: str | TargetSpec, num_cores: int | None = None, tuning=None) -> tvm.IRModule:
@@ -187,7 +192,7 @@ def lower(mod: tvm.IRModule, target: str | TargetSpec, num_cores: int | None = N
 
     ``tuning`` (a :class:`bnncc.tune.log.TuningLog`): its tuned schedules replace bnncc's defaults for the
     PrimFuncs it has records for (marked scheduled, so the default schedules leave them alone)."""
-    return run_phases(mod, _compilation(target, num_cores, tuning), until="schedule")
+    return run_phases(mod, compilation(target, num_cores, tuning), until="schedule")
 
 
 def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=None, name: str | None = None,
@@ -207,7 +212,7 @@ def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=No
     if name is None:
         attr = mod.get_attr("bnncc.model_name")
         name = str(attr) if attr is not None else "model"
-    c = _compilation(spec, None, tuning, name)
+    c = compilation(spec, None, tuning, name)
     lowered = run_phases(mod, c, dump_ir=dump_ir)
     ex = tvm.compile(lowered, c.target, relax_pipeline=None)
     return Executable(ex, spec, stats=c.stats, signature=c.stats.pop("signature"))

@@ -9,22 +9,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import tvm
 from tvm import relax
 
 from .pipeline import Executable, build
 
 
-def compile_graph(body: Callable[..., relax.Expr], *input_types: tuple[tuple[int, ...], str],
-                  target: str = "host", **build_options) -> Executable:
-    """Build ``main(*inputs) = body(bb, *inputs)`` where ``body`` emits bnncc ops with ``bb.emit``;
-    ``build_options`` go to :func:`bnncc.pipeline.build` (e.g. ``tuning_log="auto"``)."""
+def graph_module(body: Callable[..., relax.Expr], *input_types: tuple[tuple[int, ...], str]) -> tvm.IRModule:
+    """``main(*inputs) = body(bb, *inputs)``, where ``body`` emits bnncc ops with ``bb.emit``, as a Relax module."""
     bb = relax.BlockBuilder()
     params = [relax.Var(f"x{i}", relax.TensorType(shape, dtype)) for i, (shape, dtype) in enumerate(input_types)]
     with bb.function("main", params):
         with bb.dataflow():
             out = bb.emit_output(body(bb, *params))
         bb.emit_func_output(out)
-    return build(bb.get(), target, **build_options)
+    return bb.get()
+
+
+def compile_graph(body: Callable[..., relax.Expr], *input_types: tuple[tuple[int, ...], str],
+                  target: str = "host", **build_options) -> Executable:
+    """:func:`graph_module` built by :func:`bnncc.pipeline.build` (``build_options`` go there, e.g.
+    ``tuning_log="auto"``)."""
+    return build(graph_module(body, *input_types), target, **build_options)
 
 
 def random_input(rng: np.random.Generator, shape, zeros: float = 0.05) -> np.ndarray:
