@@ -214,7 +214,7 @@ def run(layers: list[str], target: str = "rasp4", repeats: int = 3, log=print) -
     import tvm
 
     from bnncc.device import qemu
-    from bnncc.targets import get_target
+    from bnncc.targets import get_target, isa
 
     env = qemu.setup()
     spec = get_target(target)
@@ -228,6 +228,7 @@ def run(layers: list[str], target: str = "rasp4", repeats: int = 3, log=print) -
     meta = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "target": f"{target} ({spec.description}): {spec.tvm_target()}",
+        "isa_path": isa(spec).popcount_path,
         "word_bits": f"{words[0]} (the target's default), {' and '.join(map(str, words[1:])) or 'no other'} "
                      "for comparison",
         "qemu": f"{qver}, -cpu {cpu}, qemu-insncount plugin, TVM_NUM_THREADS=1",

@@ -212,13 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         import tvm
 
-        from bnncc.targets import get_target
+        from bnncc.targets import get_target, isa
 
         summary = T.read_summary(log)
         runs = [r for r in summary.get("runs", []) if r.get("model") == "quicknet"]
         floor = sum(r["speedup"] >= 1.2 for r in rows)
         meta = collect_meta(
-            None, tvm=tvm.__version__, target=str(get_target("host").tvm_target()), log=str(log),
+            None, tvm=tvm.__version__, target=str(get_target("host").tvm_target()), isa_path=isa("host").popcount_path,
+            log=str(log),
             bits=args.bits, repeats=args.repeats, burst_ms=args.burst_ms, bench_wall_s=round(wall, 1),
             tvm_threads=int(tvm.get_global_func("runtime.NumThreads")()),
             tvm_env={k: os.environ.get(k) for k in ("TVM_NUM_THREADS", "TVM_BIND_THREADS")},
