@@ -333,7 +333,7 @@ def analysis(res: dict[str, Any]) -> str:
         "## Analysis",
         "",
         "**Where the instructions go.** bnncc's aarch64 kernel is its generic register-blocked BGEMM schedule "
-        "(`bnncc/schedules/cpu.py`): a tile of pixels × vectors of output channels stays in registers across the "
+        "(`bnncc/schedules/tiling.py`): a tile of pixels × vectors of output channels stays in registers across the "
         "whole 3×3×words reduction; per step one packed input word per pixel is broadcast (`ld1r`) and XORed with "
         "the weight words of the tile's output channels (`ldp q`). With 16-bit words a vector holds 8 output "
         "channels in `uint16` lanes and bnncc accumulates the popcounts in the word type (exact while "
@@ -368,7 +368,7 @@ def analysis(res: dict[str, Any]) -> str:
                  f"pixel per word step: {l5['loads']} loads per {l5['cnt_128']} words, {l5['per_word']:.2f} "
                  "instructions per word."]
     text += ["", f"**The NEON intrinsic.** The update's vector loop is tensorized (`sch.tensorize`) with "
-             f"`bnncc_neon_bxor_popc_acc_u{mw}x{lanes}` (`bnncc/schedules/arm.py`; one per word size): "
+             f"`bnncc_neon_bxor_popc_acc_u{mw}x{lanes}` (`bnncc/schedules/arm_neon.py`; one per word size): "
              f"acc[{lanes} × u{mw}] += popcount(broadcast(x) ^ w[{lanes} × u{mw}]), implemented with "
              "`llvm.ctpop.v16i8` and `llvm.aarch64.neon.uaddlp` (LLVM fuses the add into `uadalp`). It covers one "
              "vector, so the default schedule and the tunable one (whose register tile MetaSchedule samples and "

@@ -1,7 +1,7 @@
 """Target-independent tensor intrinsics of bnncc (registered with ``TensorIntrin.register`` on import).
 
 ``bnncc_bitpack_u{16,32,64}``: one packed word from ``bits`` floats, bit i = (x[i] < 0). The description is the
-bit loop of :func:`bnncc.relay_ops.compute.bitpack` (a shift-and-add reduction LLVM can only half-vectorize:
+bit loop of :func:`bnncc.relay_ops.bitpack.compute` (a shift-and-add reduction LLVM can only half-vectorize:
 ≈ 1 instruction per float on AVX-512); the implementation compares a whole vector and reinterprets the
 ``<bits x i1>`` mask as the word, which LLVM lowers to the best mask extraction of each target — AVX-512:
 4 ``vcmpps`` → k-registers, ``kunpck`` ×3, one ``kmovq`` store per 64 floats; AVX2: ``vcmpltps`` +

@@ -6,7 +6,7 @@
 
 **Tasks** (:func:`extract_tasks`) are the distinct PrimFuncs of the legalized module (before scheduling) that hold
 a binary conv/dense, plus the heaviest float conv/dense ones. Each is tuned in the space of
-``bnncc.schedules.cpu.schedule_function(sch, target, tunable=True)`` (``sample_perfect_tile`` on the register
+``bnncc.schedules.schedule_function(sch, target, tunable=True)`` (``sample_perfect_tile`` on the register
 tile; bitpacks and, on aarch64, the popcount update are tensorized with bnncc's intrinsics in every
 candidate, so traces replay them under any tile), mutated by
 ``MutateTileSize`` and searched by MetaSchedule's evolutionary search with an XGBoost cost model, tasks one after

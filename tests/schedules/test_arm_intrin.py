@@ -1,4 +1,4 @@
-"""bnncc's NEON tensor intrinsic (bnncc.schedules.arm): registered by name, used by the default and the tunable
+"""bnncc's NEON tensor intrinsic (bnncc.schedules.arm_neon): registered by name, used by the default and the tunable
 aarch64 schedules of binary conv/dense (so MetaSchedule's space contains it), still lowered to NEON ``cnt``, and
 bit-exact under qemu against the numpy oracle."""
 
