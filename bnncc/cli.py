@@ -309,10 +309,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--input-shape", help="input shape, e.g. 1,224,224,3 (default for a .so: the one it records)")
     _remote_options(b, "time the .so on a remote device")
     b.add_argument("--compare", action="store_true",
-                   help="benchmarks/bench_x86.py: bnncc vs LCE 0.16 (indirect BGEMM and default) vs TFLite XNNPACK "
+                   help="bnncc.compare: bnncc vs LCE 0.16 (indirect BGEMM and default) vs TFLite XNNPACK "
                         "fp32 in one run, at 1 and 2 threads unless --threads; prints a table and writes "
                         "benchmarks/results/x86*.md (+ .json) unless --out")
-    b.add_argument("--layers", default="L1,L2,L3,L4,L5", help="with --compare: the layers of BENCHMARKS.md")
+    b.add_argument("--layers", default="L1,L2,L3,L4,L5", help="with --compare: the layers of docs/benchmarks.md")
     b.add_argument("--out", help="with --compare: results path without suffix ('' for none)")
     b.set_defaults(func=cmd_bench)
 

@@ -30,7 +30,7 @@ from .common import (
     shape_of,
     static_shape,
 )
-from .geometry import BorderClasses, output_hw
+from .geometry import BorderClasses, explicit_window, output_hw
 from .output_transform import (
     binary_weights,
     clamp_range,
@@ -223,16 +223,7 @@ def bconv2d(data: relax.Expr, kernel: np.ndarray, multiplier=None, bias=None, *,
         raise OpError(op, f"kernel_layout must be 'HWIO' or 'OHWI', got {kernel_layout!r}")
     o, kh, kw, cg = kernel.shape
     groups, strides, dilation = int(groups), ints(strides), ints(dilation)
-    if len(strides) != 2 or len(dilation) != 2:
-        raise OpError(op, f"strides and dilation need 2 values, got {strides} and {dilation}")
-    if len(dshape) != 4:
-        raise OpError(op, f"input must be NHWC (rank 4), got rank {len(dshape)} {dshape}")
-    if min(*strides, *dilation) < 1:
-        raise OpError(op, f"strides and dilation must be positive, got {strides} and {dilation}")
-    try:
-        pads = reference.explicit_padding(padding, dshape[1:3], (kh, kw), strides, dilation)
-    except ValueError as e:
-        raise OpError(op, str(e)) from e
+    pads = explicit_window(op, dshape, padding, (kh, kw), strides, dilation)
     clamp = clamp_range(clamp)
     post, flip = post_constants(op, o, multiplier, bias, clamp, out, kh * kw * cg)
     pm1 = binary_weights(kernel, flip)

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 
 from tvm import relax, te, tirx, topi
 
-from .. import reference
 from ..errors import OpError
 from .common import PAD_BLOCK, attrs, ints, packed_bits, register_op, shape_of, static_shape
-from .geometry import output_hw
+from .geometry import explicit_window, output_hw
 
 BLOCK = "bnncc_bmaxpool"
 OP_NAME = "bnncc.bmaxpool2d"
@@ -73,16 +72,7 @@ def bmaxpool2d(data: relax.Expr, pool: Sequence[int] = (2, 2), strides: Sequence
     dshape, ddtype = static_shape(op, "input", data)
     pool = ints(pool)
     strides = pool if strides is None else ints(strides)
-    if len(pool) != 2 or len(strides) != 2:
-        raise OpError(op, f"pool and strides need 2 values, got {pool} and {strides}")
-    if len(dshape) != 4:
-        raise OpError(op, f"input must be NHWC (rank 4), got rank {len(dshape)} {dshape}")
-    if min(*pool, *strides) < 1:
-        raise OpError(op, f"pool size and strides must be positive, got {pool} and {strides}")
-    try:
-        pads = reference.explicit_padding(padding, dshape[1:3], pool, strides, (1, 1))
-    except ValueError as e:
-        raise OpError(op, str(e)) from e
+    pads = explicit_window(op, dshape, padding, pool, strides, names=("pool", "strides"))
     a = dict(pool=pool, strides=strides, padding=pads)
     bmaxpool2d_type(dshape, ddtype, a)
     return relax.Call(BMAXPOOL2D, [data], attrs(**a))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from tvm import tirx
 
+from .. import reference
+from ..errors import OpError
+
 
 def window_output_size(size: int, window: int, stride: int, dilation: int, pad_before: int, pad_after: int) -> int:
     """Output positions of a sliding window along one axis (floor mode)."""
@@ -15,6 +18,24 @@ def output_hw(in_hw, window_hw, strides, dilation, padding) -> tuple[int, int]:
     pt, pl, pb, pr = padding
     return (window_output_size(in_hw[0], window_hw[0], strides[0], dilation[0], pt, pb),
             window_output_size(in_hw[1], window_hw[1], strides[1], dilation[1], pl, pr))
+
+
+def explicit_window(op: str, dshape, padding, window, strides, dilation=(1, 1), *, names=("strides", "dilation")
+                    ) -> tuple[int, int, int, int]:
+    """Validate a conv/pool builder's window arguments on NHWC data (``names``: what the two pairs it checks are
+    called in errors; a pool checks its size and strides) and return the padding as (top, left, bottom, right)."""
+    pairs = (window, strides) if names[0].startswith("pool") else (strides, dilation)
+    if len(pairs[0]) != 2 or len(pairs[1]) != 2:
+        raise OpError(op, f"{names[0]} and {names[1]} need 2 values, got {pairs[0]} and {pairs[1]}")
+    if len(dshape) != 4:
+        raise OpError(op, f"input must be NHWC (rank 4), got rank {len(dshape)} {dshape}")
+    if min(*pairs[0], *pairs[1]) < 1:
+        what = "pool size" if names[0].startswith("pool") else names[0]
+        raise OpError(op, f"{what} and {names[1]} must be positive, got {pairs[0]} and {pairs[1]}")
+    try:
+        return reference.explicit_padding(padding, dshape[1:3], window, strides, dilation)
+    except ValueError as e:
+        raise OpError(op, str(e)) from e
 
 
 class BorderClasses:
