@@ -4,7 +4,7 @@
 
 There is no ARM machine here, so — like the LCE anchors of docs/benchmarks.md — the measure is the exact dynamic
 instruction count of one thread under ``qemu-aarch64 -cpu cortex-a72`` with the qemu-insncount TCG plugin
-(``bnncc.device.qemu``). For every layer L1–L5 (3×3, stride 1, 'same', pad_values=1, float output) these graphs
+(``bnncc.device``). For every layer L1–L5 (3×3, stride 1, 'same', pad_values=1, float output) these graphs
 are built with bnncc's own ops (``bnncc.relay_ops.bitpack`` / ``bconv2d``) and builder (``bnncc.testing.compile_graph``
 → ``bnncc.pipeline.build``) for ``--target`` (default ``rasp4`` = Cortex-A72) and exported with the cross compiler:
 
@@ -97,11 +97,11 @@ def build_bitpack_bconv(x_shape, kernel: np.ndarray, target: str, bits: int):
 # ------------------------------------------------------------------------------------------- counting
 def count_calls(so: Path, inputs: list[np.ndarray], repeats: int, cpu: str) -> dict[str, Any]:
     """Instructions of one call of ``main`` in the deploy app under qemu-insncount (one thread)."""
-    from bnncc.device import qemu
+    from bnncc import device
 
     runs = {}
     for k in sorted({1, repeats}):
-        res = qemu.run_deploy_app(so, inputs, arch="aarch64", repeat=k, count_insns=True, cpu=cpu)
+        res = device.run_deploy_app(so, inputs, arch="aarch64", repeat=k, count_insns=True, cpu=cpu)
         if res.insns is None or res.insns.vcpus != 1:
             raise RuntimeError(f"expected an exact one-thread count, got {res.insns}")
         runs[k] = (res.insns.region(1, 2), res.insns.total, res.output)
@@ -213,17 +213,17 @@ def _exact_all(row: dict[str, Any]) -> bool:
 def run(layers: list[str], target: str = "rasp4", repeats: int = 3, log=print) -> dict[str, Any]:
     import tvm
 
-    from bnncc.device import qemu
+    from bnncc import device
     from bnncc.targets import get_target, isa
 
-    env = qemu.setup()
+    env = device.setup()
     spec = get_target(target)
     if spec.arch != "aarch64":
         raise SystemExit(f"--target {target} is not an aarch64 target")
     words = (spec.word_bits, 32) if spec.word_bits != 32 else (32,)
-    cpu = spec.attrs.get("mcpu") or qemu.DEFAULT_CPU
+    cpu = spec.attrs.get("mcpu") or device.DEFAULT_CPU
     if cpu not in ("cortex-a72", "cortex-a53", "cortex-a57", "max"):
-        cpu = qemu.DEFAULT_CPU  # qemu 7.2 models no Kryo: count on the A72 model
+        cpu = device.DEFAULT_CPU  # qemu 7.2 models no Kryo: count on the A72 model
     qver = subprocess.run([str(env.qemu), "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     meta = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -11,7 +11,7 @@
 #   5. a wrapper script that runs the arm64 python under qemu (the TVM RPC server re-launches
 #      sys.executable for its workers; it is pointed at this wrapper)
 #
-# Prints KEY=VALUE lines on stdout (logs go to stderr); bnncc/device/qemu.py parses them.
+# Prints KEY=VALUE lines on stdout (logs go to stderr); bnncc/device/arm64.py parses them.
 # Exit status: 0 ok; 3 this machine cannot provide the device (qemu-user/cross compiler missing and not
 # installable: no apt-get, not root, apt failed); 1 any other failure (a bug or a broken download).
 #

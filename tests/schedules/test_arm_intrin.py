@@ -12,13 +12,12 @@ import tvm
 from tvm import s_tir
 from tvm.s_tir import TensorIntrin
 
-from bnncc import pipeline, reference, targets, tune
-from bnncc.device import qemu
+from bnncc import device, pipeline, reference, targets, tune
 from bnncc.relay_ops import bconv2d, bdense, bitpack
 from bnncc.schedules import arm_neon as arm
 from bnncc.testing import compile_graph
 
-arm64_env = qemu.pytest_fixtures(scope="module")[0]
+arm64_env = device.pytest_fixtures(scope="module")[0]
 AARCH64_CNT = re.compile(r"\bcnt\s+v\d+\.16b\b")
 needs_aarch64_llvm = pytest.mark.skipif("aarch64" not in tvm.target.codegen.llvm_get_targets(),
                                         reason="this TVM's LLVM has no AArch64 backend")
@@ -116,7 +115,7 @@ def test_tensorized_bconv_bit_exact_under_qemu(arm64_env, hw, cin, cout, bits, t
     xp = reference.bitpack(x, bits=bits)
     exe = compile_graph(_bconv_body(kernel), (xp.shape, xp.dtype.name), target="rasp4")
     assert AARCH64_CNT.search(exe.assembly())
-    got = qemu.run_deploy_app(exe.export_library(tmp_path / "bconv.so"), [xp], arch="aarch64").output
+    got = device.run_deploy_app(exe.export_library(tmp_path / "bconv.so"), [xp], arch="aarch64").output
     acc = reference.bconv2d_acc(reference.binarize(x), reference.binarize(kernel.transpose(3, 0, 1, 2)),
                                 padding="same", pad_value=1)
     assert np.array_equal(got, acc.astype(np.float32)), f"{np.count_nonzero(got != acc)} accumulators differ"
@@ -128,6 +127,6 @@ def test_tensorized_bdense_bit_exact_under_qemu(arm64_env, tmp_path):
     kernel = rng.standard_normal((200, 40)).astype(np.float32)
     exe = compile_graph(lambda bb, xf: bdense(bb.emit(bitpack(xf, bits=16)), kernel), (x.shape, "float32"),
                         target="rasp4")
-    got = qemu.run_deploy_app(exe.export_library(tmp_path / "bdense.so"), [x], arch="aarch64").output
+    got = device.run_deploy_app(exe.export_library(tmp_path / "bdense.so"), [x], arch="aarch64").output
     want = reference.bdense_acc(reference.binarize(x), reference.binarize(kernel.T))
     assert np.array_equal(got, want.astype(np.float32))
