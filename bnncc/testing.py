@@ -54,3 +54,20 @@ def shared_dir(tmp_path_factory, name: str) -> Iterator[Path]:
     with open(path / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield path
+
+
+@contextlib.contextmanager
+def local_fleet(logs: Path, key: str, servers: int = 2) -> Iterator[tuple[str, list, Path]]:
+    """A TVM RPC tracker and ``servers`` RPC servers of this machine registered as ``key``, all on 127.0.0.1,
+    logging into ``logs``: yields (tracker address, server processes, ``logs``) and stops them all on exit."""
+    from .rpc import cli as rpc_cli
+
+    tracker, addr = rpc_cli.start_tracker(log_path=logs / "tracker.log")
+    procs: list = []
+    try:
+        for i in range(servers):
+            procs.append(rpc_cli.start_server(addr, key, log_path=logs / f"server{i}.log"))
+        yield addr, procs, logs
+    finally:
+        for p in [*procs, tracker]:
+            rpc_cli.stop(p)

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from bnncc.rpc import cli as rpc_cli
+from bnncc.testing import local_fleet
 
 KEY = "x86-local"
 
@@ -18,16 +19,8 @@ KEY = "x86-local"
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """A TVM RPC tracker and two RPC servers (this machine) registered as KEY, all on 127.0.0.1."""
-    logs = tmp_path_factory.mktemp("fleet-logs")
-    tracker, addr = rpc_cli.start_tracker(log_path=logs / "tracker.log")
-    servers = []
-    try:
-        for i in range(2):
-            servers.append(rpc_cli.start_server(addr, KEY, log_path=logs / f"server{i}.log"))
-        yield addr, servers, logs
-    finally:
-        for p in [*servers, tracker]:
-            rpc_cli.stop(p)
+    with local_fleet(tmp_path_factory.mktemp("fleet-logs"), KEY) as fleet:
+        yield fleet
 
 
 def test_rpc_status_cli(fleet):

@@ -22,6 +22,7 @@ from bnncc import tune as T
 from bnncc.pipeline import build, lower
 from bnncc.rpc import cli as rpc_cli
 from bnncc.targets import get_target
+from bnncc.testing import local_fleet
 
 KEY = "x86-local"
 
@@ -29,16 +30,8 @@ KEY = "x86-local"
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """A TVM RPC tracker and two RPC servers (this machine) registered as KEY, all on 127.0.0.1."""
-    logs = tmp_path_factory.mktemp("fleet-logs")
-    tracker, addr = rpc_cli.start_tracker(log_path=logs / "tracker.log")
-    servers = []
-    try:
-        for i in range(2):
-            servers.append(rpc_cli.start_server(addr, KEY, log_path=logs / f"server{i}.log"))
-        yield addr, servers, logs
-    finally:
-        for p in [*servers, tracker]:
-            rpc_cli.stop(p)
+    with local_fleet(tmp_path_factory.mktemp("fleet-logs"), KEY) as fleet:
+        yield fleet
 
 
 @pytest.fixture(scope="module")
@@ -132,11 +125,7 @@ def test_default_kept_when_not_faster(tmp_path):
 
 def test_killed_server_tuning_completes(tmp_path):
     """One of two servers is killed mid-run: its trial fails, the other server takes the rest."""
-    tracker, addr = rpc_cli.start_tracker(log_path=tmp_path / "tracker.log")
-    servers = []
-    try:
-        for i in range(2):
-            servers.append(rpc_cli.start_server(addr, KEY, log_path=tmp_path / f"server{i}.log"))
+    with local_fleet(tmp_path, KEY) as (addr, servers, _logs):
         killed = []
 
         def progress(line: str) -> None:
@@ -157,9 +146,6 @@ def test_killed_server_tuning_completes(tmp_path):
         exe = build(mod, "host", tuning_log=tmp_path / "log")
         x = np.random.default_rng(6).standard_normal((1, 8, 8, 64)).astype(np.float32)
         np.testing.assert_array_equal(exe(x), oracle(x, kernel))
-    finally:
-        for p in [*servers, tracker]:
-            rpc_cli.stop(p)
 
 
 _RESUME_SCRIPT = textwrap.dedent("""
