@@ -102,9 +102,10 @@ def keras_files(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def zoo_so(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """quicknet_small at 64×64 compiled by ``bnncc compile`` (once per session): (library, the finished process)."""
+    """quicknet_small at 64×64 compiled by ``bnncc compile --dump-ir ir`` (once per session): (library, the
+    finished process)."""
     path, r = shared_run(tmp_path_factory, "bnncc-cli-zoo", "compile", "quicknet_small", "--input-size", ZOO_SIZE,
-                         "-o", "q.so")
+                         "-o", "q.so", "--dump-ir", "ir")
     return path / "q.so", r
 
 
@@ -203,6 +204,27 @@ def test_compile_zoo_model_reports_size_ratio(zoo_so):
     assert so_size == pytest.approx(so.stat().st_size, rel=0.01)
     assert ratio == pytest.approx(ref_size / so_size, rel=0.02)
     assert ratio > 4  # the binary kernels are stored bitpacked: far smaller than float32 weights
+
+
+def test_compile_dump_ir_writes_one_file_per_phase(zoo_so):
+    from bnncc.pipeline import PHASE_NAMES
+
+    so, r = zoo_so
+    assert r.returncode == 0, describe(r)
+    files = sorted(p.name for p in (so.parent / "ir").iterdir())
+    assert files == [f"{i:02d}-{name}.py" for i, name in enumerate(PHASE_NAMES)]
+    assert "bnncc.bconv2d" in (so.parent / "ir" / "01-graph.py").read_text()
+
+
+def test_bench_library_uses_its_recorded_input_shape(zoo_so, tmp_path):
+    so, _ = zoo_so
+    r = bnncc("bench", so, "--repeats", 2, cwd=tmp_path)  # no --input-shape: the library records it
+    assert r.returncode == 0, describe(r)
+    assert json.loads(r.stdout.splitlines()[-1])["median_ms"] > 0
+    from bnncc import load
+
+    sig = load(so).signature
+    assert sig["model"] == "quicknet_small" and sig["inputs"][0]["shape"] == [1, int(ZOO_SIZE), int(ZOO_SIZE), 3]
 
 
 def test_bench_library_prints_json(zoo_so, tmp_path):
