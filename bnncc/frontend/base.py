@@ -172,6 +172,8 @@ class Graph:
     def __init__(self, *, bits: int = 32, source: str | None = None):
         self.bits, self.source = bits, source
         self.bb = relax.BlockBuilder()
+        # ±1 values bnn.sign emitted → the float they are the sign of (a binary layer reading them packs that).
+        self.signs: dict[relax.Expr, relax.Expr] = {}
 
     @staticmethod
     def input(name: str, shape: Sequence[int]) -> relax.Var:

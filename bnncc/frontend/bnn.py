@@ -2,12 +2,15 @@
 the binary ops they become (``bitpack`` → ``bconv2d`` / ``bdense`` with α folded into the multiplier).
 
 A layer is binary when its input is sign-quantized and its kernel is ±α per output channel; a sign input in front
-of a float kernel stays a float op on ±1 values. Framework-free: converters pass numpy arrays and Relax values.
+of a float kernel stays a float op on ±1 values. A quantizer is sign-like by what it computes on
+:data:`SIGN_PROBES`, whatever its name; a sign used as a layer feeding a ±α kernel makes that layer binary too.
+Framework-free: converters pass numpy arrays and Relax values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from tvm import relax
@@ -15,25 +18,55 @@ from tvm import relax
 from ..relay_ops import bconv2d, bdense, bitpack
 from .base import LayerBuilder, Unsupported, const, shape_of
 
-# Input quantizers whose forward pass is sign(x) with sign(0) = +1, as users write them.
+# The quantizers users name for a binary input; any function computing the same is accepted too (it is probed).
 SIGN_LIKE: tuple[str, ...] = ("ste_sign", "approx_sign", "swish_sign")
-# ...and as frameworks spell them too (Larq's quantizer classes SteSign, ApproxSign, SwishSign, lower-cased).
-_SIGN_SPELLINGS = frozenset(s for name in SIGN_LIKE for s in (name, name.replace("_", "")))
+_F32_TINY = np.finfo(np.float32).tiny  # smallest normal float32
 
 
-def is_sign_like(name: str | None) -> bool:
-    """True if a quantizer/activation called ``name`` (any case) computes sign(x) with sign(0) = +1."""
-    return name is not None and name.lower() in _SIGN_SPELLINGS
+def _probes() -> np.ndarray:
+    """Values a sign quantizer is evaluated on: ±0.5 first (so tanh reports the telling 0.5 → 0.462), signed
+    zeros, ±1, the smallest normal and denormals, the largest magnitudes, and random normals of mixed scales."""
+    edge = [0.5, -0.5, 0.0, -0.0, 1.0, -1.0, _F32_TINY, -_F32_TINY, 1e-38, -1e-38, 1.4e-45, -1.4e-45,
+            1e30, -1e30, 3e38, -3e38]
+    rng = np.random.default_rng(0)
+    scales = 10.0 ** rng.integers(-30, 31, 320)
+    return np.concatenate([np.float32(edge), (rng.standard_normal(320) * scales).astype(np.float32)])
 
 
-def binary_input(quantizer: str | None) -> bool:
-    """True for a sign-like input quantizer, False for none (a float input); anything else is unsupported."""
+SIGN_PROBES: np.ndarray = _probes()
+
+
+def sign_mismatch(outputs: Any, probes: np.ndarray = SIGN_PROBES) -> tuple[float, float] | None:
+    """The first probe ``x`` a quantizer does not map to sign(x) (with sign(±0) = +1), as ``(x, output)``; None
+    if it is sign-like. ``outputs`` are its values on ``probes``, or a numpy → numpy callable evaluated there.
+
+    On denormals +1 is accepted as well: TensorFlow on CPU reads them as 0 (flush-to-zero), whatever the
+    quantizer; any other disagreement is exact float32 inequality.
+    """
+    y = outputs(probes.copy()) if callable(outputs) else outputs
+    y = np.asarray(y, np.float32)
+    want = np.where(probes < 0, np.float32(-1.0), np.float32(1.0))
+    if y.shape != probes.shape:
+        return float(probes[0]), float("nan")
+    denormal = (probes != 0) & (np.abs(probes) < _F32_TINY)
+    bad = np.flatnonzero(~((y == want) | (denormal & (y == 1))))
+    return None if bad.size == 0 else (float(probes[bad[0]]), float(y[bad[0]]))
+
+
+def binary_input(quantizer: Any, name: str | None = None, *, what: str = "input quantizer") -> bool:
+    """True for a sign-like input quantizer, False for none (a float input); anything else is unsupported.
+
+    ``quantizer`` is None, its outputs on :data:`SIGN_PROBES`, or a numpy → numpy callable; sign-likeness is
+    decided by what it computes, not by its ``name`` (which, with ``what`` it is, only names it in the error).
+    """
     if quantizer is None:
         return False
-    if is_sign_like(quantizer):
+    bad = sign_mismatch(quantizer)
+    if bad is None:
         return True
-    raise Unsupported(f"input quantizer {quantizer!r} is not supported: binary layers need a sign quantizer "
-                      f"({', '.join(SIGN_LIKE)}) or none")
+    x, y = bad
+    raise Unsupported(f"{what} {name!r} is not sign-like: maps {x:g} to {y:.3g} (a binary layer needs "
+                      f"sign(x) with sign(0) = +1; accepted: {', '.join(SIGN_LIKE)} or any function computing that)")
 
 
 def binary_kernel(kernel: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray] | None:
@@ -56,8 +89,22 @@ def binary_pad_value(pad_value: float) -> int:
 
 
 def sign(b: LayerBuilder, x: relax.Expr) -> relax.Expr:
-    """±1 float values (sign(0) = +1): a binary input quantizer in front of a float kernel."""
-    return b.emit(relax.op.where(relax.op.less(x, const(0.0)), const(-1.0), const(1.0)))
+    """±1 float values (sign(0) = +1): a sign quantizer used as a layer, or in front of a float kernel.
+
+    Recorded in the graph, so a binary-kernel layer reading them packs ``x`` itself (the same bits) and the ±1
+    floats are dead code unless something else reads them.
+    """
+    y = b.emit(relax.op.where(relax.op.less(x, const(0.0)), const(-1.0), const(1.0)))
+    b.graph.signs[y] = x
+    return y
+
+
+def _packed_source(b: LayerBuilder, x: relax.Expr, sign_input: bool, alpha: np.ndarray | None) -> relax.Expr | None:
+    """The float a binary layer bitpacks (its input, or what ±1 input values from :func:`sign` are the sign
+    of); None when the layer stays float (a float kernel, or a float input that is not such ±1 values)."""
+    if alpha is None:
+        return None
+    return x if sign_input else b.graph.signs.get(x)
 
 
 def conv2d(b: LayerBuilder, x: relax.Expr, kernel: np.ndarray, *, alpha: np.ndarray | None = None,
@@ -66,7 +113,8 @@ def conv2d(b: LayerBuilder, x: relax.Expr, kernel: np.ndarray, *, alpha: np.ndar
            groups: int = 1, depthwise: bool = False) -> relax.Expr:
     """An NHWC conv of ``kernel`` (HWIO, as the layer computes with it) before its activation.
 
-    Binary (``bitpack`` → ``bconv2d``) when the input is sign-quantized and the kernel is ±``alpha``; otherwise
+    Binary (``bitpack`` → ``bconv2d``) when the input is sign-quantized (or the ±1 output of :func:`sign`) and
+    the kernel is ±``alpha``; otherwise
     a float conv, of ±1 values if ``sign_input``. ``padding`` is explicit (top, left, bottom, right), filled
     with ``pad_value``. Depthwise convs stay float: one channel per group would fill 1 bit of each packed word.
     """
@@ -74,9 +122,10 @@ def conv2d(b: LayerBuilder, x: relax.Expr, kernel: np.ndarray, *, alpha: np.ndar
     if kernel.shape[2] * groups != c:
         raise Unsupported(f"kernel expects {kernel.shape[2] * groups} input channels, input has {c}")
     strides, dilation, padding = tuple(strides), tuple(dilation), tuple(padding)
-    if sign_input and alpha is not None and not depthwise:
+    source = None if depthwise else _packed_source(b, x, sign_input, alpha)
+    if source is not None:
         value = binary_pad_value(pad_value)
-        packed = b.emit(bitpack(x, bits=b.bits, groups=groups))
+        packed = b.emit(bitpack(source, bits=b.bits, groups=groups))
         return b.emit(bconv2d(packed, np.sign(kernel), alpha, bias, strides=strides, dilation=dilation,
                               padding=padding, pad_value=value, groups=groups))
     if sign_input:
@@ -93,14 +142,15 @@ def conv2d(b: LayerBuilder, x: relax.Expr, kernel: np.ndarray, *, alpha: np.ndar
 def dense(b: LayerBuilder, x: relax.Expr, kernel: np.ndarray, *, alpha: np.ndarray | None = None,
           bias: np.ndarray | None = None, sign_input: bool = False) -> relax.Expr:
     """``x @ kernel`` ([in, out], as the layer computes with it) before its activation; binary (``bitpack`` →
-    ``bdense``) when the input is sign-quantized and the kernel is ±``alpha``."""
+    ``bdense``) when the input is sign-quantized (or the ±1 output of :func:`sign`) and the kernel is ±``alpha``."""
     shape = shape_of(x)
     if len(shape) != 2:
         raise Unsupported(f"only 2-D input [batch, features] is supported, got shape {shape}")
     if kernel.shape[0] != shape[1]:
         raise Unsupported(f"kernel expects {kernel.shape[0]} features, input has {shape[1]}")
-    if sign_input and alpha is not None:
-        packed = b.emit(bitpack(x, bits=b.bits))
+    source = _packed_source(b, x, sign_input, alpha)
+    if source is not None:
+        packed = b.emit(bitpack(source, bits=b.bits))
         return b.emit(bdense(packed, np.sign(kernel), alpha, bias))
     if sign_input:
         x = sign(b, x)

@@ -3,7 +3,10 @@
 The graph is imported as it is written: a binary layer becomes ``bitpack`` (the input quantizer) → ``bconv2d`` /
 ``bdense`` with float output, and BatchNorm, activations and pools stay separate Relax ops. The passes in
 :mod:`bnncc.relay_ops.passes` then fold BN/activations into the output transform and keep activations packed.
-Quantized kernels are computed by the layer's own Larq quantizer (the oracle), so any ±α quantizer is exact.
+Quantized kernels are computed by the layer's own Larq quantizer (the oracle), so any ±α quantizer is exact; an
+input quantizer, an ``Activation`` or a Larq quantizer used as a layer is a sign when it computes one on
+:data:`bnncc.frontend.bnn.SIGN_PROBES` (evaluated with TensorFlow), whatever its name. A sign layer feeding a
+±α-kernel layer makes that layer binary (``bitpack`` of the sign's input → ``bconv2d``/``bdense``).
 
 This module only walks the Keras graph and reads layer attributes: one converter per layer kind in
 :data:`KERAS`, the BNN recognition in :mod:`bnncc.frontend.bnn`.
@@ -27,7 +30,8 @@ from .base import ConverterTable, Graph, Layer, LayerBuilder, Unsupported, activ
 KERAS = ConverterTable()
 converter = KERAS.converter
 
-IDENTITY_LAYERS = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization")
+IDENTITY_LAYERS = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization",
+                   "NoOp")  # Larq's identity quantizer used as a layer
 ADD_SYMBOLS = ("__operators__.add", "math.add")  # TFOpLambda symbols of `x + y` and tf.math.add
 
 
@@ -46,9 +50,29 @@ def _check_layout(layer) -> None:
         raise Unsupported("only channels_last (NHWC) data is supported")
 
 
+def _evaluated(q):
+    """Quantizer ``q`` (a Larq quantizer layer or any TF function) as numpy → numpy, for bnn's sign probe."""
+    from .._tf import keras, tf
+
+    # A layer's call() is its forward pass without Keras's build/metric side effects on the model's layer.
+    fn = q.call if isinstance(q, keras.layers.Layer) else q
+
+    def run(x: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(fn(tf.constant(x)), np.float32)
+        except (TypeError, ValueError, AttributeError, tf.errors.OpError) as e:
+            raise Unsupported(f"quantizer {name_of(q)!r} could not be evaluated: {type(e).__name__}") from None
+
+    return run
+
+
+def _is_sign(q, what: str = "input quantizer") -> bool:
+    """True if ``q`` computes sign(x) with sign(0) = +1 (probed, whatever its name); False for None."""
+    return bnn.binary_input(None if q is None else _evaluated(q), name_of(q), what=what)
+
+
 def _sign_input(layer) -> bool:
-    q = getattr(layer, "input_quantizer", None)
-    return bnn.binary_input(None if q is None else name_of(q))
+    return _is_sign(getattr(layer, "input_quantizer", None))
 
 
 def _check_quant_layer(layer) -> None:
@@ -121,9 +145,33 @@ def _batchnorm(b: LayerBuilder, layer, x):
     return b.emit(relax.op.add(b.emit(relax.op.multiply(x, const(scale))), const(shift)))
 
 
-@converter("Activation", check=lambda layer: check_activation(name_of(layer.activation)))
+def _sign_activation(layer) -> bool:
+    """True for an Activation applying a sign quantizer (e.g. ``Activation(lq.quantizers.SteSign())``), False
+    for a float activation; anything else is unsupported (with the float-activation reason)."""
+    try:
+        check_activation(name_of(layer.activation))
+        return False
+    except Unsupported as float_problem:
+        try:
+            return _is_sign(layer.activation, "activation")
+        except Unsupported as sign_problem:
+            raise Unsupported(f"{float_problem}; {sign_problem}") from None
+
+
+@converter("Activation", check=_sign_activation)
 def _activation(b: LayerBuilder, layer, x):
+    if _sign_activation(layer):
+        return bnn.sign(b, x)
     return activation(b, x, name_of(layer.activation))
+
+
+# Larq quantizers are Keras layers and may be applied on their own: a sign one becomes ±1 values (bnn.sign),
+# which a following ±α-kernel layer packs as its binary input.
+@converter("SteSign", "ApproxSign", "SwishSign", "SteHeaviside", "MagnitudeAwareSign", "SteTern", "DoReFa",
+           check=lambda layer: _is_sign(layer, "quantizer"))
+def _quantizer_layer(b: LayerBuilder, layer, x):
+    _is_sign(layer, "quantizer")
+    return bnn.sign(b, x)
 
 
 def _check_relu(layer) -> None:
