@@ -1,5 +1,5 @@
-"""The frontend base without TensorFlow: ±α kernel recognition, sign-like names, the converter table, and the
-one error that lists every unsupported layer before conversion starts."""
+"""The frontend base without TensorFlow: ±α kernel recognition, sign-like quantizers (by computation), the
+converter table, and the one error that lists every unsupported layer before conversion starts."""
 
 import subprocess
 import sys
@@ -79,26 +79,56 @@ def test_empty_or_scalar_kernel_is_not_binary():
     assert bnn.binary_kernel(np.float32(1.0)) is None
 
 
-# --------------------------------------------------------------------------------------------- sign-like names
-@pytest.mark.parametrize("name", ["ste_sign", "approx_sign", "swish_sign", "SteSign", "approxsign", "SWISH_SIGN"])
-def test_sign_like_names(name):
-    assert bnn.is_sign_like(name)
-    assert bnn.binary_input(name)
+# ------------------------------------------------------------------------------------ sign-like by computation
+def _where_sign(x):
+    return np.where(x < 0, -1.0, 1.0)
 
 
-@pytest.mark.parametrize("name", ["sign", "dorefa_quantizer", "magnitude_aware_sign", "ste_tern", "relu", ""])
-def test_other_quantizers_are_not_sign_like(name):
-    assert not bnn.is_sign_like(name)
+def _sign_fixed_at_zero(x):
+    return np.where(x == 0, 1.0, np.sign(x))  # -0.0 == 0, so -0.0 → +1 too
+
+
+@pytest.mark.parametrize("fn", [_where_sign, _sign_fixed_at_zero, lambda x: np.where(x >= 0, 1, -1)])
+def test_functions_computing_sign_are_sign_like(fn):
+    assert bnn.sign_mismatch(fn) is None
+    assert bnn.sign_mismatch(fn(bnn.SIGN_PROBES)) is None  # the outputs on the probes work as well
+    assert bnn.binary_input(fn, "mine") is True
+
+
+@pytest.mark.parametrize(("fn", "maps"), [
+    (np.tanh, "maps 0.5 to 0.462"),
+    (np.sign, "maps 0 to 0"),
+    (lambda x: np.where(x < 0, -1.0, 1.0) * (x.view(np.int32) != np.int32(-2**31)), "maps -0 to 0"),
+    (lambda x: np.where(np.signbit(x), -1.0, 1.0), "maps -0 to -1"),
+    (lambda x: np.where(x < 0, 0.0, 1.0), "maps -0.5 to 0"),  # heaviside
+    (lambda x: np.where(x > 0.1, 1.0, -1.0), "maps 0 to -1"),  # wrong threshold
+    (lambda x: x, "maps 0.5 to 0.5"),
+    (lambda x: np.where(x < -1e29, 1.0, np.where(x < 0, -1.0, 1.0)), "maps -1e+30 to 1"),
+])
+def test_other_functions_are_refused_naming_a_probe(fn, maps):
     with pytest.raises(Unsupported) as info:
-        bnn.binary_input(name)
+        bnn.binary_input(fn, "q")
     msg = str(info.value)
-    assert f"input quantizer {name!r} is not supported" in msg
-    assert "(ste_sign, approx_sign, swish_sign)" in msg  # the names users write, not internal spellings
-    assert "approxsign" not in msg
+    assert msg.startswith(f"input quantizer 'q' is not sign-like: {maps} (a binary layer needs sign(x) with "
+                          "sign(0) = +1; accepted: ste_sign, approx_sign, swish_sign or any function computing that)")
+
+
+def test_denormals_may_read_as_zero():
+    """TensorFlow on CPU flushes denormals to 0, so +1 for a negative denormal is sign-like; -1 is too."""
+    flushed = np.where(bnn.SIGN_PROBES <= -np.finfo(np.float32).tiny, -1.0, 1.0)
+    assert bnn.sign_mismatch(flushed) is None
+    assert np.any((bnn.SIGN_PROBES < 0) & (flushed == 1))
+
+
+def test_probes_cover_zeros_tiny_large_and_random_values():
+    p = bnn.SIGN_PROBES
+    assert p.dtype == np.float32 and len(p) >= 300
+    assert np.any((p == 0) & np.signbit(p)) and np.any((p == 0) & ~np.signbit(p))
+    for v in (1.4e-45, 1e-38, 1e30, 3e38):
+        assert np.float32(v) in p and np.float32(-v) in p
 
 
 def test_no_input_quantizer_is_a_float_input():
-    assert not bnn.is_sign_like(None)
     assert bnn.binary_input(None) is False
 
 
