@@ -153,8 +153,9 @@ def test_every_unsupported_layer_is_named_in_one_error():
         bnncc.from_keras(keras.Model(inp, out))
     msg = str(info.value)
     assert msg.startswith("3 layers cannot be imported: layer 'up': UpSampling2D: layer class is not supported; ")
-    assert ("layer 'heavi': QuantConv2D: input quantizer 'steheaviside' is not supported: binary layers need a "
-            "sign quantizer (ste_sign, approx_sign, swish_sign) or none; ") in msg
+    assert ("layer 'heavi': QuantConv2D: input quantizer 'steheaviside' is not sign-like: maps -0.5 to 0 (a binary "
+            "layer needs sign(x) with sign(0) = +1; accepted: ste_sign, approx_sign, swish_sign or any function "
+            "computing that); ") in msg
     assert "layer 'lstm': LSTM: layer class is not supported; supported layers: QuantConv2D, Conv2D, " in msg
     assert "fine" not in msg
 
