@@ -13,13 +13,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bnncc.errors import BnnccError
 
 from .process import free_port, log_tail, spawn, stop_process
+
+T = TypeVar("T")
 
 
 class RpcError(BnnccError):
@@ -145,31 +147,49 @@ def request_session(
     raise RpcError(f"the {key!r} server given by the tracker {tracker} refused the session ({last})")
 
 
+def _wait_until(proc: subprocess.Popen, ready: Callable[[], T | None], *, exited: str, late: str, timeout: float,
+                interval: float = 0.2) -> T:
+    """Poll ``ready()`` until it returns a value; stop ``proc`` and raise :class:`RpcError` (``exited``, where
+    ``{rc}`` becomes the exit code, or ``late``, then the log tail) if it exits first or ``timeout`` seconds pass,
+    or if ``ready`` raises an RpcError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            msg = exited.replace("{rc}", str(proc.returncode)) + log_tail(proc)
+            stop_process(proc)
+            raise RpcError(msg)
+        try:
+            value = ready()
+        except RpcError:
+            stop_process(proc)
+            raise
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            msg = f"{late} in {timeout:.0f} s{log_tail(proc)}"
+            stop_process(proc)
+            raise RpcError(msg)
+        time.sleep(interval)
+
+
 def await_server(proc: subprocess.Popen, tracker: str, key: str, before: set, *, what: str, timeout: float,
                  interval: float = 0.2) -> subprocess.Popen:
     """Wait until the tracker lists a server under ``key`` that is not in ``before`` (the servers listed before
     ``proc`` started): it is ``proc``, whose address becomes ``proc.bnncc_addr``. Stops ``proc`` and raises
     :class:`RpcError` with its log tail if it exits first or is not listed within ``timeout`` seconds."""
     proc.bnncc_key = key  # type: ignore[attr-defined]
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            msg = f"the {what} exited with {proc.returncode} before registering{log_tail(proc)}"
-            stop_process(proc)
-            raise RpcError(msg)
+
+    def registered():
         try:
             now = set(servers(tracker_summary(tracker), key))
         except OSError as e:
-            stop_process(proc)
             raise RpcError(f"lost the RPC tracker {tracker}: {e}") from None
-        if now - before:
-            proc.bnncc_addr = sorted(now - before)[0]  # type: ignore[attr-defined]
-            return proc
-        if time.monotonic() > deadline:
-            msg = f"the {what} did not register with {tracker} as {key!r} in {timeout:.0f} s{log_tail(proc)}"
-            stop_process(proc)
-            raise RpcError(msg)
-        time.sleep(interval)
+        return sorted(now - before)[0] if now - before else None
+
+    proc.bnncc_addr = _wait_until(  # type: ignore[attr-defined]
+        proc, registered, exited=f"the {what} exited with {{rc}} before registering",
+        late=f"the {what} did not register with {tracker} as {key!r}", timeout=timeout, interval=interval)
+    return proc
 
 
 def tracker_cmd(host: str = "127.0.0.1", port: int = 9190, port_end: int | None = None) -> list[str]:
@@ -192,19 +212,14 @@ def start_tracker(
     # The tracker needs no compiler: runtime-only import (~0.7 s instead of ~1.8 s).
     proc = spawn(tracker_cmd(host, port), dict(os.environ, TVM_USE_RUNTIME_LIB="1"), log_path, "bnncc-rpc-tracker-")
     addr = f"{host}:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            msg = f"the RPC tracker exited with {proc.returncode}{log_tail(proc)}"
-            stop_process(proc)
-            raise RpcError(msg)
+
+    def answers():
         try:
             tracker_summary(addr, timeout=2.0)
-            return proc, addr
+            return addr
         except (OSError, RpcError):
-            pass
-        if time.monotonic() > deadline:
-            msg = f"the RPC tracker on {addr} did not answer in {timeout:.0f} s{log_tail(proc)}"
-            stop_process(proc)
-            raise RpcError(msg)
-        time.sleep(0.2)
+            return None
+
+    _wait_until(proc, answers, exited="the RPC tracker exited with {rc}",
+                late=f"the RPC tracker on {addr} did not answer", timeout=timeout)
+    return proc, addr
