@@ -130,3 +130,16 @@ def bmaxpool2d(x_pm1: np.ndarray, pool=(2, 2), strides=(2, 2), padding="valid") 
             out = np.maximum(out, xp[:, i:i + strides[0] * (oh - 1) + 1:strides[0],
                                      j:j + strides[1] * (ow - 1) + 1:strides[1]])
     return out.astype(np.int8)
+
+
+# ------------------------------------------------------------------------------------------ int8 operators
+def qdense(x_u8: np.ndarray, w_s8: np.ndarray, x_zero_point: int = 0, bias=None) -> np.ndarray:
+    """int8 fully-connected layer: Σ_k (x[m, k] − zx)·w[k, n] + bias[n], exact in int64, returned as int32.
+
+    ``x`` is uint8 [M, K] with zero point ``zx``; ``w`` is int8 [K, N] (symmetric: zero point 0)."""
+    acc = (np.asarray(x_u8).astype(np.int64) - int(x_zero_point)) @ np.asarray(w_s8).astype(np.int64)
+    if bias is not None:
+        acc = acc + np.asarray(bias, dtype=np.int64)
+    if acc.size and (acc.max() > INT32_MAX or acc.min() < -INT32_MAX - 1):
+        raise OverflowError("int8 accumulation leaves int32")
+    return acc.astype(np.int32)

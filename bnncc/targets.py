@@ -108,6 +108,8 @@ _NAMED = (
                                                                         "mcpu": "haswell"}),
     TargetSpec("x86-avx512", "x86-64 with AVX-512 VPOPCNTDQ (icelake-server)", "x86_64",
                {"mtriple": "x86_64-linux-gnu", "mcpu": "icelake-server"}),
+    TargetSpec("x86-amx", "x86-64 with AVX-512 VNNI and AMX-INT8 (sapphirerapids)", "x86_64",
+               {"mtriple": "x86_64-linux-gnu", "mcpu": "sapphirerapids"}),
     TargetSpec("aarch64", "generic aarch64 with NEON", "aarch64", dict(_AARCH64), "aarch64-linux-gnu-g++"),
     TargetSpec("rasp4", "Raspberry Pi 4 (Cortex-A72)", "aarch64", {**_AARCH64, "mcpu": "cortex-a72"},
                "aarch64-linux-gnu-g++"),
@@ -121,7 +123,29 @@ def _host() -> TargetSpec:
     import tvm
 
     cpu = tvm.target.codegen.llvm_get_system_cpu()
-    return TargetSpec("host", f"this machine's CPU ({cpu})", platform.machine(), {"mcpu": cpu})
+    attrs: dict = {"mcpu": cpu}
+    if _host_amx() and not tvm.target.codegen.llvm_cpu_has_features(["amx-int8"], tvm.target.Target(
+            {"kind": "llvm", "mcpu": cpu})):
+        # LLVM names some AMX machines by an older model (a VM's CPUID): add the features the kernel grants.
+        attrs["mattr"] = ["+amx-tile", "+amx-int8"]
+    return TargetSpec("host", f"this machine's CPU ({cpu}{', AMX' if 'mattr' in attrs else ''})",
+                      platform.machine(), attrs)
+
+
+def _host_amx() -> bool:
+    """True if this CPU has AMX-INT8 and Linux grants this process the tile state (else AMX faults)."""
+    if platform.machine() != "x86_64":
+        return False
+    try:
+        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    if not {"amx_tile", "amx_int8"} <= set(flags):
+        return False
+    import ctypes
+
+    sys_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata = 158, 0x1023, 18
+    return ctypes.CDLL(None).syscall(sys_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0
 
 
 def target_names() -> list[str]:

@@ -15,7 +15,7 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
 
 from ..targets import isa
-from . import arm_neon, generic, x86_avx2, x86_avx512
+from . import arm_neon, generic, x86_amx, x86_avx2, x86_avx512
 from .tiling import CONV_BLOCKS, ConvTile, Family, is_conv_like, output_dtype, schedule_function_for
 
 FAMILIES = {m.FAMILY.name: m.FAMILY for m in (x86_avx512, x86_avx2, arm_neon, generic)}
@@ -51,6 +51,8 @@ def schedule_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
     """
     from tvm.s_tir import dlight
 
+    if isa(target).amx_int8:
+        mod = x86_amx.use_amx(mod)
     with target:
         return dlight.ApplyDefaultSchedule(BinaryOps())(mod)
 
