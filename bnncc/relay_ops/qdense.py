@@ -18,7 +18,8 @@ from .. import reference
 from ..errors import OpError
 from .common import attrs, register_op, shape_of, static_shape
 
-BLOCK = "bnncc_qdense"  # the int32 reduction
+PAD_BLOCK = "bnncc_qdense_pad"  # the input zero-padded to K a multiple of 64
+BLOCK = "bnncc_qdense"  # the int32 reduction over [M, Np] (the padded columns are zeros)
 OUTPUT_BLOCK = "bnncc_qdense_out"  # + offset
 OP_NAME = "bnncc.qdense"
 COLUMN_BLOCK, DEPTH_BLOCK = 32, 64  # padding of N and K in the packed weights
@@ -62,18 +63,17 @@ def compute(data: te.Tensor, weight: te.Tensor, offset: te.Tensor, *, channels_o
     """The TE definition: int32 sum of u8·s8 products over 4-deep groups (:data:`BLOCK`), then the offset
     (:data:`OUTPUT_BLOCK`)."""
     m, k = (int(s) for s in data.shape)
-    kq = int(weight.shape[1])
+    nb, kq = (int(s) for s in weight.shape[:2])
     q = te.reduce_axis((0, kq), name="kq")
     r = te.reduce_axis((0, 4), name="kk")
-
-    def x(i, j):  # zero past K: the packed weights' padding
-        return tirx.if_then_else(j < k, data[i, tirx.min(j, k - 1)], tirx.const(0, "uint8")).astype("int32")
-
+    x = te.compute((m, kq * 4), lambda i, j: tirx.if_then_else(
+        j < k, data[i, tirx.min(j, k - 1)], tirx.const(0, "uint8")), name=PAD_BLOCK)
     acc = te.compute(
-        (m, channels_out),
-        lambda i, j: te.sum(x(i, q * 4 + r) * weight[j // 16, q, j % 16, r].astype("int32"), axis=[q, r]),
+        (m, nb * 16),
+        lambda i, j: te.sum(x[i, q * 4 + r].astype("int32") * weight[j // 16, q, j % 16, r].astype("int32"),
+                            axis=[q, r]),
         name=BLOCK)
-    return te.compute(acc.shape, lambda i, j: acc[i, j] + offset[j], name=OUTPUT_BLOCK)
+    return te.compute((m, channels_out), lambda i, j: acc[i, j] + offset[j], name=OUTPUT_BLOCK)
 
 
 def _infer(call, _ctx):

@@ -242,6 +242,10 @@ def schedule_function_for(sch: s_tir.Schedule, family: Family, tunable: bool = F
             return False
         schedule_conv(sch, conv, family, tunable=tunable)
         return True
+    from .qgemm import schedule_qdense  # below the tiling core: it uses find_block and Family
+
+    if schedule_qdense(sch, family, tunable):
+        return True
     for name in ELEMENTWISE_BLOCKS:
         if find_block(sch, name) is not None:
             schedule_elementwise(sch, name)

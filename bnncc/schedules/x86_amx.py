@@ -123,7 +123,7 @@ def _qdense_shape(func: tvm.tirx.PrimFunc) -> tuple[int, int, int] | None:
     """(M, N, K) if ``func`` is exactly one ``bnncc.qdense`` (not fused with anything else), else None."""
     from tvm import s_tir
 
-    from ..relay_ops.qdense import BLOCK, OUTPUT_BLOCK
+    from ..relay_ops.qdense import BLOCK, OUTPUT_BLOCK, PAD_BLOCK
 
     if len(func.params) != 4:
         return None
@@ -132,11 +132,11 @@ def _qdense_shape(func: tvm.tirx.PrimFunc) -> tuple[int, int, int] | None:
         blocks = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
     except Exception:  # not a block-structured function (e.g. already a hand-written kernel)
         return None
-    if blocks != [BLOCK, OUTPUT_BLOCK]:
+    if blocks != [PAD_BLOCK, BLOCK, OUTPUT_BLOCK]:
         return None
-    reads = {str(r.source.ty.dtype): r.source.ty for r in sch.get(sch.get_sblock(BLOCK)).reads}
+    x = sch.get(sch.get_sblock(PAD_BLOCK)).reads[0].source.ty
     out = sch.get(sch.get_sblock(OUTPUT_BLOCK)).writes[0].source.ty
-    (m, k), (_, n) = [int(s) for s in reads["uint8"].shape], [int(s) for s in out.shape]
+    (m, k), (_, n) = [int(s) for s in x.shape], [int(s) for s in out.shape]
     return m, n, k
 
 
