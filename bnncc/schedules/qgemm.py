@@ -12,10 +12,13 @@ from __future__ import annotations
 from tvm import s_tir
 from tvm.target import Target
 
-from ..relay_ops.qdense import BLOCK, OUTPUT_BLOCK, PAD_BLOCK
+from ..relay_ops.qdense import BLOCK, COLUMN_BLOCK, OUTPUT_BLOCK, PAD_BLOCK
 from ..targets import isa
 from .tiling import Family, find_block
+from .x86_avx2 import INT8_INTRIN as AVX2_INTRIN
 from .x86_avx512 import VNNI_INTRIN
+
+AVX2_ROWS = 2  # rows per register tile: 2 × 4 ymm accumulators (16 columns × 2 half-sums) + 4 weight ymm
 
 
 def _divisor(n: int, limit: int) -> int:
@@ -34,7 +37,10 @@ def schedule_qdense(sch: s_tir.Schedule, family: Family, tunable: bool = False) 
     if acc is None:
         return False
     target = Target.current(allow_none=True)
-    vnni = target is not None and isa(target).vnni and family.vector_bits == 512
+    facts = isa(target) if target is not None else None
+    if facts is not None and facts.arch == "x86_64" and facts.avx2 and not (facts.vnni and facts.avx512):
+        return _schedule_avx2(sch, acc, tunable)
+    vnni = facts is not None and facts.vnni and family.vector_bits == 512
     i, j, q, r = sch.get_loops(acc)
     rows, cols = (int(sch.get(x).extent) for x in (i, j))
     if tunable:
@@ -64,8 +70,39 @@ def schedule_qdense(sch: s_tir.Schedule, family: Family, tunable: bool = False) 
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(ji, VNNI_INTRIN)
     n = int(sch.get(out).writes[0].source.ty.shape[1])
-    if n % (16 * nv) == 0:  # else the tile's last columns are predicated (n < N): leave them scalar
+    if n % COLUMN_BLOCK == 0 and n % (16 * nv) == 0:  # else a tile's columns are predicated: leave them scalar
         sch.vectorize(sch.get_loops(out)[-1])
-    pad = find_block(sch, PAD_BLOCK)
-    sch.vectorize(sch.get_loops(pad)[-1])
+    _vectorize_pad(sch)
+    return True
+
+
+def _vectorize_pad(sch: s_tir.Schedule) -> None:
+    """The input's zero padding, 64 bytes a vector (K is padded to a multiple of 64)."""
+    sch.vectorize(sch.split(sch.get_loops(find_block(sch, PAD_BLOCK))[-1], [None, 64])[1])
+
+
+def _schedule_avx2(sch: s_tir.Schedule, acc, tunable: bool) -> bool:
+    """x86 without VNNI: the exact vpmaddwd update (:data:`.x86_avx2.INT8_INTRIN`) on a reduction split into the
+    two depth pairs of each 4-deep group (rfactor), whose half-sums are added after the reduction."""
+    i, j, q, r = sch.get_loops(acc)
+    rows = int(sch.get(i).extent)
+    rh, _ = sch.split(r, [2, 2])
+    rf = sch.rfactor(rh, factor_axis=2)  # rf[i, j, h]: the half-sums
+    i, j, q, rh, rk = sch.get_loops(rf)
+    xb = sch.sample_perfect_tile(i, n=2, max_innermost_factor=4)[1] if tunable else _divisor(rows, AVX2_ROWS)
+    io, ii = sch.split(i, [None, xb])
+    jo, ji = sch.split(j, [None, 16])
+    sch.reorder(io, jo, q, ii, ji, rh, rk)
+    sch.reverse_compute_at(acc, jo)
+    out = sch.get_sblock(OUTPUT_BLOCK)
+    sch.reverse_compute_at(out, jo)
+    sch.parallel(sch.fuse(io, jo))
+    sch.unroll(ii)
+    init = sch.decompose_reduction(rf, q)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(ji, AVX2_INTRIN)
+    n = int(sch.get(out).writes[0].source.ty.shape[1])
+    if n % COLUMN_BLOCK == 0:
+        sch.vectorize(sch.get_loops(out)[-1])
+    _vectorize_pad(sch)
     return True
