@@ -143,3 +143,30 @@ def qdense(x_u8: np.ndarray, w_s8: np.ndarray, x_zero_point: int = 0, bias=None)
     if acc.size and (acc.max() > INT32_MAX or acc.min() < -INT32_MAX - 1):
         raise OverflowError("int8 accumulation leaves int32")
     return acc.astype(np.int32)
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """float → uint8: clip(round_half_even(x · (1/scale)) + zero_point, 0, 255)."""
+    inv = np.float32(1.0 / scale)
+    q = np.round(np.asarray(x, np.float32) * inv) + np.float32(zero_point)
+    return np.clip(q, 0, 255).astype(np.uint8)
+
+
+def dequantize(acc: np.ndarray, scale) -> np.ndarray:
+    """int32 accumulators → float32: acc · scale (per output channel, the last axis)."""
+    return np.asarray(acc).astype(np.float32) * np.asarray(scale, np.float32)
+
+
+def im2col(x_u8: np.ndarray, kernel_hw, strides=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0), pad_value=0
+           ) -> np.ndarray:
+    """NHWC → [N·OH·OW, KH·KW·C] patches (row order n, y, x; column order kh, kw, c), padded with ``pad_value``."""
+    x = np.asarray(x_u8)
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (dh, dw), (t, le, bo, r) = kernel_hw, strides, dilation, padding
+    xp = np.full((n, h + t + bo, w + le + r, c), pad_value, x.dtype)
+    xp[:, t:t + h, le:le + w] = x
+    oh = (h + t + bo - (kh - 1) * dh - 1) // sh + 1
+    ow = (w + le + r - (kw - 1) * dw - 1) // sw + 1
+    cols = [xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    return np.concatenate(cols, axis=-1).reshape(n * oh * ow, kh * kw * c)

@@ -80,8 +80,13 @@ def _infer(call, _ctx):
     return relax.TensorType(*qdense_type(*shape_of(call.args[0]), *shape_of(call.args[1]), call.attrs))
 
 
+OPAQUE = 8  # relax's OpPatternKind::kOpaque
+
+
 def _legalize(bb, call):
-    return bb.call_te(compute, *call.args, channels_out=int(call.attrs["channels_out"]), primfunc_name_hint=BLOCK)
+    # Opaque to FuseOps: the AMX kernel replaces the function whole, so it must stay exactly a qdense.
+    return bb.call_te(compute, *call.args, channels_out=int(call.attrs["channels_out"]), primfunc_name_hint=BLOCK,
+                      primfunc_attrs={"op_pattern": OPAQUE})
 
 
 QDENSE = register_op("qdense", 3, _infer, _legalize, "int8 fully-connected layer: uint8 × int8 → int32.")
