@@ -1,0 +1,121 @@
+"""BinarizeOnnxLayers: the binary convs and dense layers of an imported ONNX graph → bnncc's popcount ops.
+
+After TVM's importer, constant folding and the NHWC layout conversion, a binary layer of a PyTorch BNN reads
+``conv2d(sign(s), W)`` / ``matmul(sign(s), W)`` with a constant ``W = α·sign(W₀)`` per output channel (the STE
+arithmetic around both was removed by :mod:`.onnx_ste` before import). Such a call becomes
+``bitpack(s) → bconv2d / bdense`` through :mod:`bnncc.frontend.bnn` (the vocabulary every frontend shares), with
+ONNX's zero padding as ``pad_value = 0``. A sign feeding anything else, a float kernel, or a depthwise conv stays a
+float op (``relax.sign`` keeps ONNX's ``Sign(0) = 0`` there). In a binary layer ``sign(0) = +1`` (a bit has two
+values; see docs/semantics.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from . import bnn
+from .base import Graph
+
+# An exporter that folded ``α·sign(W) - clamp(W) + clamp(W)`` (|clamp| ≤ 1) rounded twice near 2 and α: a few
+# float32 ulps of max(1, α). Real float kernels are nowhere near equal magnitudes.
+FOLDED_STE_ROUNDING = 8 * float(np.finfo(np.float32).eps)
+_SIGN = tvm.ir.Op.get("relax.sign")
+_CONV = tvm.ir.Op.get("relax.nn.conv2d")
+_MATMUL = tvm.ir.Op.get("relax.matmul")
+
+
+@dataclass
+class BinarizeReport:
+    """What the pass found: binary convs / dense layers it emitted, and sign-input layers left float (why)."""
+
+    convs: int = 0
+    dense: int = 0
+    float_with_sign_input: list[str] = field(default_factory=list)
+
+    @property
+    def binary_layers(self) -> int:
+        return self.convs + self.dense
+
+
+def _const(expr) -> np.ndarray | None:
+    return expr.value.numpy() if isinstance(expr, tvm.ir.expr.Constant) else None
+
+
+@relax.expr_functor.mutator
+class _Binarize(relax.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule, bits: int, source: str | None, report: BinarizeReport):
+        super().__init__(mod)
+        self.graph = Graph(bits=bits, source=source, bb=self.builder_)
+        self.report = report
+
+    def _sign_source(self, expr) -> relax.Expr | None:
+        """``s`` if ``expr`` is a variable bound to ``sign(s)``."""
+        if not isinstance(expr, relax.Var):
+            return None
+        value = self.lookup_binding(expr)
+        if isinstance(value, relax.Call) and value.op == _SIGN:
+            return value.args[0]
+        return None
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if call.op == _CONV:
+            return self._conv(call)
+        if call.op == _MATMUL:
+            return self._dense(call)
+        return call
+
+    def _kernel(self, call: relax.Call, axis: int, what: str):
+        """(source, ±1 kernel, α, kernel) of a sign-input call with a ±α constant kernel, else None."""
+        source, kernel = self._sign_source(call.args[0]), _const(call.args[1])
+        if source is None:
+            return None
+        found = None if kernel is None else bnn.binary_kernel(kernel, axis, rounding=FOLDED_STE_ROUNDING)
+        if found is None:
+            why = "kernel not constant" if kernel is None else "kernel not ±α per channel"
+            self.report.float_with_sign_input.append(f"{what}: {why}")
+            return None
+        return source, found[1], kernel
+
+    def _conv(self, call: relax.Call) -> relax.Expr:
+        a = call.attrs
+        if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) != ("NHWC", "HWIO", "NHWC"):
+            return call
+        groups = int(a.groups)
+        if groups > 1 and groups == int(call.args[0].ty.shape[-1]):
+            return call  # depthwise: one channel per packed word (bnn.conv2d keeps those float as well)
+        found = self._kernel(call, -1, "conv2d")
+        if found is None:
+            return call
+        source, alpha, kernel = found
+        self.report.convs += 1
+        return bnn.conv2d(self.graph.layer("bconv"), source, kernel, alpha=alpha, sign_input=True,
+                          strides=[int(v) for v in a.strides], dilation=[int(v) for v in a.dilation],
+                          padding=[int(v) for v in a.padding], pad_value=0.0, groups=groups)
+
+    def _dense(self, call: relax.Call) -> relax.Expr:
+        if len(call.args[0].ty.shape) != 2 or len(call.args[1].ty.shape) != 2:
+            return call
+        found = self._kernel(call, -1, "matmul")
+        if found is None:
+            return call
+        source, alpha, kernel = found
+        self.report.dense += 1
+        return bnn.dense(self.graph.layer("bdense"), source, kernel, alpha=alpha, sign_input=True)
+
+
+def binarize(mod: tvm.IRModule, *, bits: int = 32, source: str | None = None
+             ) -> tuple[tvm.IRModule, BinarizeReport]:
+    """``mod`` (NHWC, constants folded) with every binary conv/matmul as bnncc ops, and what was found."""
+    report = BinarizeReport()
+    mod = mod.clone()
+    mutator = _Binarize(mod, bits, source, report)
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            mod[gv] = mutator.visit_expr(func)
+    mod = relax.transform.CanonicalizeBindings()(mod)
+    return relax.transform.DeadCodeElimination()(mod), report
