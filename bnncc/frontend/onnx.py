@@ -17,10 +17,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FrontendError
 from .base import Problem, UnsupportedLayersError
+
+if TYPE_CHECKING:
+    import tvm
 
 _HANDLED_BY_IMPORTER = ("Constant", "If")  # ops TVM's importer handles outside its converter map
 
@@ -52,9 +55,10 @@ def _first_line(e: BaseException) -> str:
     return (text[0] if text else type(e).__name__)[:300]
 
 
-def input_shapes(model: Any, shapes: Mapping[str, Sequence[int]] | None = None, *,
-                 file: str | None = None) -> dict[str, tuple[int, ...]]:
-    """Each graph input's static shape (``shapes`` fixes dynamic ones); a FrontendError for a dynamic one."""
+def static_input_shapes(model: Any, shapes: Mapping[str, Sequence[int]] | None = None, *,
+                        batch_size: int | None = None, file: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Each graph input's static shape; a FrontendError for a dynamic one. ``shapes`` gives an input's whole
+    shape, ``batch_size`` a dynamic first (batch) dimension."""
     import onnx
 
     given = dict(shapes or {})
@@ -72,11 +76,13 @@ def input_shapes(model: Any, shapes: Mapping[str, Sequence[int]] | None = None, 
             continue
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
                 for d in t.shape.dim]
+        if batch_size is not None and dims and isinstance(dims[0], str):
+            dims[0] = int(batch_size)
         dynamic = [i for i, d in enumerate(dims) if isinstance(d, str)]
         if dynamic or not t.HasField("shape"):
             raise FrontendError(f"input {value.name!r} has a dynamic shape {dims if t.HasField('shape') else '?'} "
                                 f"(dimension {dynamic[0] if dynamic else 'all'}): bnncc compiles static shapes; "
-                                "export with a fixed input shape or pass input_shapes", file=file)
+                                "export with a fixed input shape (or give the batch size)", file=file)
         out[value.name] = tuple(dims)
     return out
 
@@ -100,11 +106,13 @@ def check_operators(model: Any, *, file: str | None = None) -> None:
                                      unit="node", file=file)
 
 
-def from_onnx(model: Any, *, bits: int = 32, input_shapes_: Mapping[str, Sequence[int]] | None = None,
-              source: str | None = None, report: dict | None = None):
+def from_onnx(model: Any, *, bits: int = 32, batch_size: int | None = None,
+              input_shapes: Mapping[str, Sequence[int]] | None = None,
+              source: str | None = None, report: dict | None = None) -> tvm.IRModule:
     """Import an ONNX model (``onnx.ModelProto`` or a path) into a Relax module with bnncc's binary ops.
 
-    ``bits`` is the packed word size of the binary layers; ``input_shapes_`` fixes inputs of dynamic shape;
+    ``bits`` is the packed word size of the binary layers; ``batch_size`` fixes a dynamic batch dimension,
+    ``input_shapes`` (name → shape) the whole shape of inputs;
     ``report``, if given, receives how many binary convs/dense layers and STE expressions were recognised.
     """
     import onnx
@@ -117,7 +125,7 @@ def from_onnx(model: Any, *, bits: int = 32, input_shapes_: Mapping[str, Sequenc
     if not isinstance(model, onnx.ModelProto):
         source = os.fspath(model)
         model = load_onnx(source)
-    shapes = input_shapes(model, input_shapes_, file=source)
+    shapes = static_input_shapes(model, input_shapes, batch_size=batch_size, file=source)
     check_operators(model, file=source)
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)  # the rewrite is in place; the caller's model stays as it was
