@@ -29,7 +29,7 @@ _HANDLED_BY_IMPORTER = ("Constant", "If")  # ops TVM's importer handles outside 
 
 
 def load_onnx(path: str | os.PathLike) -> Any:
-    """The ``onnx.ModelProto`` of ``path``, or a FrontendError saying why it is not a usable ONNX model."""
+    """The ``onnx.ModelProto`` of ``path``, or a FrontendError saying why it does not parse as one."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -43,11 +43,18 @@ def load_onnx(path: str | os.PathLike) -> Any:
                             file=file) from None
     if model.ir_version < 3 or not model.graph.node:
         raise FrontendError("not an ONNX model (no graph nodes; truncated, or another format?)", file=file)
+    return model
+
+
+def check_model(model: Any, *, file: str | None = None) -> None:
+    """onnx's checker (after :func:`check_operators`, which names every unknown op at once; the checker stops
+    at the first)."""
+    import onnx
+
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise FrontendError(f"invalid ONNX model: {_first_line(e)}", file=file) from None
-    return model
 
 
 def _first_line(e: BaseException) -> str:
@@ -127,6 +134,7 @@ def from_onnx(model: Any, *, bits: int = 32, batch_size: int | None = None,
         model = load_onnx(source)
     shapes = static_input_shapes(model, input_shapes, batch_size=batch_size, file=source)
     check_operators(model, file=source)
+    check_model(model, file=source)
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)  # the rewrite is in place; the caller's model stays as it was
     stes = simplify_ste(model_copy)

@@ -26,6 +26,8 @@ FOLDED_STE_ROUNDING = 8 * float(np.finfo(np.float32).eps)
 _SIGN = tvm.ir.Op.get("relax.sign")
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
 _MATMUL = tvm.ir.Op.get("relax.matmul")
+_PERMUTE = tvm.ir.Op.get("relax.permute_dims")
+_RESHAPE = tvm.ir.Op.get("relax.reshape")
 
 
 @dataclass
@@ -53,12 +55,19 @@ class _Binarize(relax.PyExprMutator):
         self.report = report
 
     def _sign_source(self, expr) -> relax.Expr | None:
-        """``s`` if ``expr`` is a variable bound to ``sign(s)``."""
+        """``s`` if ``expr`` is a variable bound to ``sign(s)``; through a transpose or reshape of a sign (the
+        layout conversion puts one after a sign of the NCHW input), that of ``s``."""
         if not isinstance(expr, relax.Var):
             return None
         value = self.lookup_binding(expr)
-        if isinstance(value, relax.Call) and value.op == _SIGN:
+        if not isinstance(value, relax.Call):
+            return None
+        if value.op == _SIGN:
             return value.args[0]
+        if value.op in (_PERMUTE, _RESHAPE):
+            inner = self._sign_source(value.args[0])
+            if inner is not None:  # unused (and removed) unless the layer turns out binary
+                return self.builder_.emit(relax.Call(value.op, [inner, *value.args[1:]], value.attrs))
         return None
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:

@@ -246,10 +246,10 @@ def build(name: str, seed: int = 0) -> nn.Module:
     return MODELS[name]().eval()
 
 
-def export(model: nn.Module, path, *, size: int = 32, dynamo: bool = False, opset: int = 17) -> None:
-    """``model`` → ``path`` (.onnx) with the TorchScript (``dynamo=False``) or torch.export exporter."""
-    x = torch.randn(1, 3, size, size)
-    kw = {} if dynamo else {"do_constant_folding": True}
+def export(model: nn.Module, path, *, shape=(1, 3, 32, 32), dynamo: bool = False, opset: int = 17, **kw) -> None:
+    """``model`` → ``path`` (.onnx) with the TorchScript (``dynamo=False``) or torch.export exporter; ``kw`` go
+    to ``torch.onnx.export`` (e.g. ``dynamic_axes``)."""
+    x = torch.randn(*shape)
     with torch.no_grad():
         torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["output"],
                           opset_version=opset, dynamo=dynamo, **kw)
