@@ -73,25 +73,27 @@ def exported(tmp_path_factory):
     return get
 
 
-def _check_model(name: str, path, seed: int = 0) -> dict:
-    """bnncc against onnxruntime (and PyTorch) on ``path``; every binary layer recognised. Returns the report."""
+def _check_model(name: str, path, seed: int = 0, module=None, size: int = SIZE) -> dict:
+    """bnncc against onnxruntime (and PyTorch: ``module``, default ``tb.build(name)``) on ``path``; every binary
+    layer recognised. Returns the report."""
     report: dict = {}
     mod = from_onnx(str(path), report=report)
     ops = _ops(mod)
     # Every binary conv/linear of the source became a bnncc op; the convs left float are the source's float ones.
-    assert report["binary_convs"] + report["binary_dense"] == tb.BINARY_LAYERS[name], report
+    if module is None:
+        assert report["binary_convs"] + report["binary_dense"] == tb.BINARY_LAYERS[name], report
     assert report["float_with_sign_input"] == []
     assert ops["bconv2d"] == report["binary_convs"] and ops["bdense"] == report["binary_dense"]
     float_convs = _onnx_convs(path) - report["binary_convs"]
     assert ops["R.nn.conv2d"] == float_convs
     assert ops["R.sign"] == 0  # every sign fed a binary layer, packed there
     exe = build(mod, "host")
-    x = np.random.default_rng(seed).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal((1, 3, size, size)).astype(np.float32)
     got, want = exe(x), _ort(path, x)
     assert _rel_err(got, want) < 1e-4, _rel_err(got, want)
     assert got.argmax() == want.argmax()
     with torch.no_grad():
-        ref = tb.build(name)(torch.from_numpy(x)).numpy()
+        ref = (module or tb.build(name))(torch.from_numpy(x)).numpy()
     assert _rel_err(got, ref) < 1e-4
     report["rel_err"] = _rel_err(got, want)
     return report
@@ -103,6 +105,22 @@ def test_pytorch_bnn_matches_onnxruntime(exported, name, exporter):
     report = _check_model(name, exported(name, exporter))
     print(f"{name} ({exporter}): {report['binary_convs']} binary convs + {report['binary_dense']} binary dense "
           f"recognised, {report['ste_rewrites']} STE sums rewritten, rel err {report['rel_err']:.1e}")
+
+
+FULL_SIZE = {"reactnet_a": lambda: tb.ReActNetA(*tb.REACTNET_A_FULL, classes=1000),  # 13 blocks, 26 binary convs
+             "bireal18": lambda: tb.BiRealNet18((64, 128, 256, 512), classes=1000)}  # 16 binary convs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter", list(EXPORTERS))
+@pytest.mark.parametrize("name", list(FULL_SIZE))
+def test_full_size_net_224(tmp_path, name, exporter):
+    torch.manual_seed(1)
+    module = FULL_SIZE[name]().eval()
+    path = tmp_path / f"{name}.onnx"
+    _export(module, path, dynamo=EXPORTERS[exporter], opset=DEFAULT_OPSET[exporter], shape=(1, 3, 224, 224))
+    report = _check_model(name, path, module=module, size=224)
+    assert report["binary_convs"] == {"reactnet_a": 26, "bireal18": 16}[name] and not report["binary_dense"]
 
 
 # The dynamo exporter of torch 2.13 writes opset 18: asked for 13–17 it fails to convert these nets down

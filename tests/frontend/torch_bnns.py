@@ -135,15 +135,14 @@ class ReActBlock(nn.Module):
         return self.act2(out2)
 
 
-class ReActNetA(nn.Module):
-    """Stem (float 3×3, stride 2) → ReActNet-A blocks → global average pool → float classifier."""
+class _BlockNet(nn.Module):
+    """stem → blocks (each built by ``block(cin, cout, stride)``) → global average pool → float classifier."""
 
-    def __init__(self, widths=(32, 64, 64, 128, 128), strides=(1, 2, 1, 2, 1), classes: int = 10):
+    def __init__(self, stem: nn.Module, c: int, block, plan, classes: int):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), _bn(widths[0]))
-        blocks, c = [], widths[0]
-        for w, s in zip(widths, strides, strict=True):
-            blocks.append(ReActBlock(c, w, s))
+        self.stem, blocks = stem, []
+        for w, s in plan:
+            blocks.append(block(c, w, s))
             c = w
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(c, classes)
@@ -151,6 +150,19 @@ class ReActNetA(nn.Module):
     def forward(self, x):
         x = self.blocks(self.stem(x))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+# ReActNet-A as published (MobileNet-v1 widths and strides); the tests' default is its first five blocks, narrow.
+REACTNET_A_FULL = ((32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024),
+                   (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1))
+
+
+class ReActNetA(_BlockNet):
+    """Stem (float 3×3, stride 2) → ReActNet-A blocks → global average pool → float classifier."""
+
+    def __init__(self, widths=(32, 64, 64, 128, 128), strides=(1, 2, 1, 2, 1), classes: int = 10):
+        stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), _bn(widths[0]))
+        super().__init__(stem, widths[0], ReActBlock, zip(widths, strides, strict=True), classes)
 
 
 class BiRealBlock(nn.Module):
@@ -167,23 +179,13 @@ class BiRealBlock(nn.Module):
         return self.bn(self.conv(self.sign(x))) + short
 
 
-class BiRealNet18(nn.Module):
+class BiRealNet18(_BlockNet):
     """Bi-Real Net 18: 4 stages × 4 binary 3×3 convs, each with its own shortcut."""
 
     def __init__(self, widths=(16, 32, 64, 128), classes: int = 10):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), _bn(widths[0]), nn.MaxPool2d(2))
-        layers, c = [], widths[0]
-        for i, w in enumerate(widths):
-            for j in range(4):
-                layers.append(BiRealBlock(c, w, 2 if (j == 0 and i > 0) else 1))
-                c = w
-        self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(c, classes)
-
-    def forward(self, x):
-        x = self.layers(self.stem(x))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), _bn(widths[0]), nn.MaxPool2d(2))
+        plan = [(w, 2 if (j == 0 and i > 0) else 1) for i, w in enumerate(widths) for j in range(4)]
+        super().__init__(stem, widths[0], BiRealBlock, plan, classes)
 
 
 class XNORConv(nn.Module):
