@@ -107,7 +107,7 @@ def test_pytorch_bnn_matches_onnxruntime(exported, name, exporter):
           f"recognised, {report['ste_rewrites']} STE sums rewritten, rel err {report['rel_err']:.1e}")
 
 
-FULL_SIZE = {"reactnet_a": lambda: tb.ReActNetA(*tb.REACTNET_A_FULL, classes=1000),  # 13 blocks, 26 binary convs
+FULL_SIZE = {"reactnet_a": lambda: tb.ReActNetA(**tb.REACTNET_A_FULL, classes=1000),  # 13 blocks, 26 binary convs
              "bireal18": lambda: tb.BiRealNet18((64, 128, 256, 512), classes=1000)}  # 16 binary convs
 
 

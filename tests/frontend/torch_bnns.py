@@ -153,16 +153,18 @@ class _BlockNet(nn.Module):
 
 
 # ReActNet-A as published (MobileNet-v1 widths and strides); the tests' default is its first five blocks, narrow.
-REACTNET_A_FULL = ((32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024),
-                   (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1))
+REACTNET_A_FULL = {"stem": 32, "widths": (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024),
+                   "strides": (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)}
 
 
 class ReActNetA(_BlockNet):
     """Stem (float 3×3, stride 2) → ReActNet-A blocks → global average pool → float classifier."""
 
-    def __init__(self, widths=(32, 64, 64, 128, 128), strides=(1, 2, 1, 2, 1), classes: int = 10):
-        stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), _bn(widths[0]))
-        super().__init__(stem, widths[0], ReActBlock, zip(widths, strides, strict=True), classes)
+    def __init__(self, widths=(32, 64, 64, 128, 128), strides=(1, 2, 1, 2, 1), classes: int = 10,
+                 stem: int | None = None):
+        c = stem or widths[0]
+        super().__init__(nn.Sequential(nn.Conv2d(3, c, 3, 2, 1, bias=False), _bn(c)), c, ReActBlock,
+                         zip(widths, strides, strict=True), classes)
 
 
 class BiRealBlock(nn.Module):
