@@ -5,7 +5,8 @@ After TVM's importer, constant folding and the NHWC layout conversion, a binary 
 arithmetic around both was removed by :mod:`.onnx_ste` before import). Such a call becomes
 ``bitpack(s) → bconv2d / bdense`` through :mod:`bnncc.frontend.bnn` (the vocabulary every frontend shares), with
 ONNX's zero padding as ``pad_value = 0``. A sign feeding anything else, a float kernel, or a depthwise conv stays a
-float op (``relax.sign`` keeps ONNX's ``Sign(0) = 0`` there). In a binary layer ``sign(0) = +1`` (a bit has two
+float op (``relax.sign`` keeps ONNX's ``Sign(0) = 0`` there); so does a kernel with an exact 0 weight
+(``Sign(W) = 0``), listed in the report. In a binary layer ``sign(0) = +1`` (a bit has two
 values; see docs/semantics.md).
 """
 
@@ -85,7 +86,12 @@ class _Binarize(relax.PyExprMutator):
             return None
         found = None if kernel is None else bnn.binary_kernel(kernel, axis, rounding=FOLDED_STE_ROUNDING)
         if found is None:
-            why = "kernel not constant" if kernel is None else "kernel not ±α per channel"
+            if kernel is None:
+                why = "kernel not constant"
+            elif np.any(kernel == 0):  # e.g. α·Sign(W) with an exact 0 in W: a bit has no 0, so stay exact
+                why = f"kernel has {int(np.sum(kernel == 0))} zero weights (Sign(0) = 0), not ±α"
+            else:
+                why = "kernel not ±α per channel"
             self.report.float_with_sign_input.append(f"{what}: {why}")
             return None
         return source, found[1], kernel

@@ -206,6 +206,22 @@ def test_sign_of_zero_is_plus_one_in_binary_layers(tmp_path):
     np.testing.assert_allclose(exe(nonzero), _ort(path, nonzero), rtol=1e-5, atol=1e-5)
 
 
+def test_kernel_with_a_zero_weight_stays_float_and_exact(tmp_path):
+    """``α·Sign(W)`` with an exact 0 in ``W`` is ternary there: bnncc keeps that conv float (and says so)."""
+    torch.manual_seed(0)
+    module = _SignConv(8, 16).eval()
+    with torch.no_grad():
+        module.conv.weight[3, 2, 1, 1] = 0.0
+    path = tmp_path / "zero_weight.onnx"
+    _export(module, path, dynamo=False, opset=17, shape=(1, 8, 8, 8))
+    report: dict = {}
+    mod = from_onnx(str(path), report=report)
+    assert report["binary_convs"] == 0 and _ops(mod)["R.nn.conv2d"] == 1
+    assert report["float_with_sign_input"] == ["conv2d: kernel has 1 zero weights (Sign(0) = 0), not ±α"]
+    x = np.random.default_rng(0).standard_normal((1, 8, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(build(mod, "host")(x), _ort(path, x), rtol=1e-5, atol=1e-5)
+
+
 @settings(max_examples=12)
 @given(cin=st.integers(1, 70), cout=st.integers(1, 40), k=st.sampled_from([1, 3, 5]), stride=st.integers(1, 2),
        padding=st.integers(0, 2), size=st.integers(5, 9), dynamo=st.booleans())

@@ -80,13 +80,20 @@ class RPReLU(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------- binary convs
+def _latent(*shape: int) -> torch.Tensor:
+    """Latent weights as after training: no exact zeros (torch.randn has a few in a million, and Sign(0) = 0
+    would make a kernel ternary; test_onnx checks that case separately)."""
+    w = torch.randn(*shape) * 0.1
+    return torch.where(w == 0, torch.full_like(w, 1e-3), w)
+
+
 class HardBinaryConv(nn.Module):
     """ReActNet / Bi-Real weights: ``mean|W|`` per output channel × sign(W), clamp STE around it."""
 
     def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, padding: int = 1):
         super().__init__()
         self.stride, self.padding = stride, padding
-        self.weight = nn.Parameter(torch.randn(cout, cin, k, k) * 0.1)
+        self.weight = nn.Parameter(_latent(cout, cin, k, k))
 
     def forward(self, x):
         w = self.weight
@@ -197,7 +204,7 @@ class XNORConv(nn.Module):
         super().__init__()
         self.bn = _bn(cin)
         self.k, self.stride, self.padding = k, stride, padding
-        self.weight = nn.Parameter(torch.randn(cout, cin, k, k) * 0.1)
+        self.weight = nn.Parameter(_latent(cout, cin, k, k))
 
     def forward(self, x):
         x = self.bn(x)
@@ -216,7 +223,7 @@ class XNORLinear(nn.Module):
         with torch.no_grad():
             self.bn.running_mean.uniform_(-0.2, 0.2)
             self.bn.running_var.uniform_(0.5, 2.0)
-        self.weight = nn.Parameter(torch.randn(cout, cin) * 0.1)
+        self.weight = nn.Parameter(_latent(cout, cin))
 
     def forward(self, x):
         x = self.bn(x)
