@@ -3,7 +3,7 @@
     import bnncc
     mod = bnncc.from_keras(keras_model)          # Relax IRModule with bnncc's binary ops
     mod = bnncc.from_onnx("model.onnx")          # ONNX (e.g. a PyTorch BNN): binary layers recognised
-    exe = bnncc.compile("model.onnx")            # any model file: the frontend is picked by file type
+    exe = bnncc.compile("model.onnx")            # any model file (.h5/.keras/SavedModel, .onnx, .tflite)
     exe = bnncc.compile(keras_model, target="host")
     y = exe(x)                                   # numpy in, numpy out
     exe.export_library("model.so")
@@ -34,7 +34,7 @@ _lazy, __getattr__, __dir__ = lazy_exports(__name__, {
     ".targets": ("get_target", "target_names"),
 })
 __all__ = ["BnnccError", "FrontendError", "OpError", "TargetError", "__version__", "compile", "from_keras", "from_onnx",
-           *_lazy]
+           "from_tflite", *_lazy]
 
 
 def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32):
@@ -63,13 +63,23 @@ def from_onnx(model: Any, *, batch_size: int | None = None, bits: int = 32):
     return _from_onnx(model, bits=bits, batch_size=batch_size)
 
 
+def from_tflite(model: Any):
+    """Import a ``.tflite`` file (path, or a ``tflite.Model``) into Relax: a Larq Compute Engine model's
+    ``LceQuantize``/``LceBconv2d``/``LceBMaxPool2d``/``LceDequantize`` as bnncc's binary ops (32-bit words, as
+    LCE packs them), the TFLite builtins through TVM's TFLite importer; plain float models too."""
+    from .frontend.tflite import from_tflite as _from_tflite
+
+    return _from_tflite(model)
+
+
 def compile(model: Any, target: str = "host", *, batch_size: int = 1, bits: int | None = None,  # noqa: A001
             **build_options: Any):
     """Compile a Keras/Larq model, an ``onnx.ModelProto``, a model file or a Relax module for ``target``;
     returns an :class:`~bnncc.runtime.Executable`.
 
     A file's frontend is picked by its type (:func:`bnncc.frontend.formats.model_format`): .h5/.keras/SavedModel
-    directory → Keras, .onnx → ONNX; .tflite and .prototxt/.caffemodel are refused as not yet supported.
+    directory → Keras, .onnx → ONNX, .tflite → TFLite/LCE; .prototxt/.caffemodel are refused as not yet
+    supported.
 
     ``bits`` defaults to the target's word size (16 on aarch64, 32 on x86); ``build_options`` go to
     :func:`bnncc.pipeline.build` (``tuning_log``, ``name``, ``dump_ir``).

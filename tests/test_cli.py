@@ -359,7 +359,7 @@ def test_onnx_dynamic_input_shape(onnx_files, tmp_path):
     assert "dynamic.onnx" in line and "input 'x' has a dynamic shape [1, 4, 'h', 'w']" in line
 
 
-@pytest.mark.parametrize("suffix", [".tflite", ".prototxt"])
+@pytest.mark.parametrize("suffix", [".prototxt", ".caffemodel"])
 def test_formats_not_yet_supported(tmp_path, suffix):
     (tmp_path / f"m{suffix}").write_bytes(b"\0" * 16)
     line = clean_error(bnncc("compile", f"m{suffix}", "-o", "m.so", cwd=tmp_path))

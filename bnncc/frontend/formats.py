@@ -14,13 +14,14 @@ if TYPE_CHECKING:
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 # Formats of issue 11 that bnncc recognises by name but cannot read yet: a clear error rather than a parse failure.
-NOT_YET = {".tflite": "LCE/TFLite .tflite", ".prototxt": "Caffe .prototxt + .caffemodel",
-           ".caffemodel": "Caffe .prototxt + .caffemodel"}
-READS = ".h5/.keras/SavedModel directory (Keras/Larq), .onnx (ONNX, e.g. exported from PyTorch)"
+NOT_YET = {".prototxt": "Caffe .prototxt + .caffemodel", ".caffemodel": "Caffe .prototxt + .caffemodel"}
+READS = (".h5/.keras/SavedModel directory (Keras/Larq), .onnx (ONNX, e.g. exported from PyTorch), .tflite "
+         "(TFLite, LCE ops included)")
 
 
 def model_format(path: str | os.PathLike) -> str:
-    """``"keras"`` or ``"onnx"`` for a model file bnncc reads; a FrontendError naming the file otherwise."""
+    """``"keras"``, ``"onnx"`` or ``"tflite"`` for a model file bnncc reads; a FrontendError naming the file
+    otherwise."""
     p = Path(os.fspath(path))
     suffix = p.suffix.lower()
     if p.is_dir():
@@ -29,8 +30,8 @@ def model_format(path: str | os.PathLike) -> str:
         raise FrontendError("a directory that is not a SavedModel (no saved_model.pb)", file=str(p))
     if suffix in KERAS_SUFFIXES:
         return "keras"
-    if suffix == ".onnx":
-        return "onnx"
+    if suffix in (".onnx", ".tflite"):
+        return suffix[1:]
     if suffix in NOT_YET:
         raise FrontendError(f"{NOT_YET[suffix]} models are not yet supported; bnncc reads {READS}", file=str(p))
     raise FrontendError(f"unknown model file type {suffix or '(no suffix)'!r}; bnncc reads {READS}", file=str(p))
@@ -52,10 +53,15 @@ def import_model(model: Any, *, batch_size: int | None = 1, bits: int = 32) -> t
 
         return from_keras(model, batch_size=batch_size or 1, bits=bits)
     path = os.fsdecode(model)
-    if model_format(path) == "onnx":
+    fmt = model_format(path)
+    if fmt == "onnx":
         from .onnx import from_onnx
 
         return from_onnx(path, bits=bits, batch_size=batch_size)
+    if fmt == "tflite":  # LCE's packed words are 32 bits: the file fixes the word size and the batch
+        from .tflite import from_tflite
+
+        return from_tflite(path)
     from .keras import from_keras, load_keras
 
     return from_keras(load_keras(path), batch_size=batch_size or 1, bits=bits, source=path)
