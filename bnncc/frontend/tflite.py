@@ -6,7 +6,8 @@ Engine custom ops as bnncc's binary ops.
   ``padding`` SAME/VALID, ``pad_values`` 0/1, ``fused_activation_function``; inputs post-activation multiplier
   and bias, or ``output_threshold`` for bitpacked output) → ``bconv2d``. LCE's output transform is bnncc's:
   ``multiplier · clamp(acc) + bias`` with the fused activation clamping the accumulator; a threshold output sets
-  the bit of a channel where ``acc > threshold``, i.e. bnncc's bitpacked output of ``threshold + ½ − acc``;
+  the bit of a channel where ``popcount(x ^ w) > threshold``, i.e. where ``acc = K − 2·popcount < K − 2·threshold``:
+  bnncc's bitpacked output of ``acc + ½ − (K − 2·threshold)``;
 - ``LceBMaxPool2d`` → ``bmaxpool2d``; ``LceDequantize`` (bits → ±1 floats) → shifts and masks.
 
 LCE's words are bnncc's (bit i of word j = channel 32·j + i, 1 for a negative value), so packed tensors pass
@@ -120,7 +121,9 @@ def _converter_class():
                           pad_value=int(opts.get("pad_values", 0)), groups=groups, kernel_layout="OHWI")
             if len(real) == 1 or (len(ins) > 4 and ins[4].tensor_idx >= 0):  # output_threshold: packed output
                 thr = self.get_tensor_value(ins[4] if len(ins) > 4 else real[0]).astype(np.float64)
-                return bconv2d(x, kernel, -np.ones_like(thr), thr + 0.5, out="bitpacked", **common)
+                k = kernel.shape[1] * kernel.shape[2] * kernel.shape[3]
+                # LCE sets the bit where popcount(x ^ w) > thr, i.e. acc = K - 2·popcount < K - 2·thr.
+                return bconv2d(x, kernel, np.ones_like(thr), 0.5 - (k - 2 * thr), out="bitpacked", **common)
             mult, bias = (self.get_tensor_value(t).astype(np.float32) for t in real[:2])
             clamp = _CLAMPS[int(opts.get("fused_activation_function", 0))]
             return bconv2d(x, kernel, mult, bias, clamp=clamp, **common)
