@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
+import divergence  # noqa: E402
 import torch_bnns as tb  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -92,11 +93,29 @@ def _check_model(name: str, path, seed: int = 0, module=None, size: int = SIZE) 
     got, want = exe(x), _ort(path, x)
     assert _rel_err(got, want) < 1e-4, _rel_err(got, want)
     assert got.argmax() == want.argmax()
-    with torch.no_grad():
-        ref = (module or tb.build(name))(torch.from_numpy(x)).numpy()
-    assert _rel_err(got, ref) < 1e-4
     report["rel_err"] = _rel_err(got, want)
+    module = module or tb.build(name)
+    ref, signs = _torch_with_sign_inputs(module, x)
+    report["rel_err_torch"] = _rel_err(got, ref)
+    if report["rel_err_torch"] >= 1e-4:  # PyTorch computes the same net with other round-off: find where
+        names, theirs = divergence.ort_sign_inputs(str(path), x)
+        diff = divergence.first_sign_difference(names, signs, theirs)
+        assert diff is not None and diff.within_rounding, (report, diff)
+        report["torch_sign_difference"] = diff
     return report
+
+
+def _torch_with_sign_inputs(module, x: np.ndarray):
+    """PyTorch's output on ``x`` and the inputs of its sign modules, in call order."""
+    caught: list[np.ndarray] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, inp: caught.append(inp[0].detach().numpy().copy()))
+             for m in module.modules() if isinstance(m, (tb.PolySign, tb.HardTanhSign))]
+    try:
+        with torch.no_grad():
+            return module(torch.from_numpy(x)).numpy(), caught
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 @pytest.mark.parametrize("exporter", list(EXPORTERS))
@@ -107,7 +126,7 @@ def test_pytorch_bnn_matches_onnxruntime(exported, name, exporter):
           f"recognised, {report['ste_rewrites']} STE sums rewritten, rel err {report['rel_err']:.1e}")
 
 
-FULL_SIZE = {"reactnet_a": lambda: tb.ReActNetA(**tb.REACTNET_A_FULL, classes=1000),  # 13 blocks, 26 binary convs
+FULL_SIZE = {"reactnet_a": lambda: tb.ReActNetA(**tb.REACTNET_A_FULL, classes=1000),  # 13 blocks, 31 binary convs
              "bireal18": lambda: tb.BiRealNet18((64, 128, 256, 512), classes=1000)}  # 16 binary convs
 
 
@@ -120,7 +139,9 @@ def test_full_size_net_224(tmp_path, name, exporter):
     path = tmp_path / f"{name}.onnx"
     _export(module, path, dynamo=EXPORTERS[exporter], opset=DEFAULT_OPSET[exporter], shape=(1, 3, 224, 224))
     report = _check_model(name, path, module=module, size=224)
-    assert report["binary_convs"] == {"reactnet_a": 26, "bireal18": 16}[name] and not report["binary_dense"]
+    assert report["binary_convs"] == {"reactnet_a": 31, "bireal18": 16}[name] and not report["binary_dense"]
+    print(f"{name} 224 ({exporter}): {report['binary_convs']} binary convs, rel err {report['rel_err']:.1e} vs "
+          f"onnxruntime, {report['rel_err_torch']:.1e} vs PyTorch ({report.get('torch_sign_difference')})")
 
 
 # The dynamo exporter of torch 2.13 writes opset 18: asked for 13–17 it fails to convert these nets down
