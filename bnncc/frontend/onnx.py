@@ -6,8 +6,8 @@
    (:mod:`.onnx_ste`);
 3. TVM imports the graph (NCHW), constants are folded (``α·sign(W)`` becomes an exact ±α kernel) and convs are
    converted to NHWC / HWIO, the layout of bnncc's binary ops;
-4. every ``conv2d`` / ``matmul`` of a sign with a ±α kernel becomes ``bitpack → bconv2d / bdense``
-   (:mod:`.onnx_binary`).
+4. inference BatchNorms become ``x · s + t`` (what the graph phase folds into a binary layer), and every
+   ``conv2d`` / ``matmul`` of a sign with a ±α kernel becomes ``bitpack → bconv2d / bdense`` (:mod:`.onnx_binary`).
 
 ``onnx`` and TVM are imported when a model is imported, not with bnncc.
 """
@@ -126,7 +126,7 @@ def from_onnx(model: Any, *, bits: int = 32, batch_size: int | None = None,
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx as tvm_from_onnx
 
-    from .onnx_binary import binarize
+    from .onnx_binary import binarize, fold_batch_norm
     from .onnx_ste import simplify_ste
 
     if not isinstance(model, onnx.ModelProto):
@@ -147,7 +147,7 @@ def from_onnx(model: Any, *, bits: int = 32, batch_size: int | None = None,
               relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}), relax.transform.FoldConstant()]
     for p in passes:
         mod = p(mod)
-    mod, found = binarize(mod, bits=bits, source=source)
+    mod, found = binarize(fold_batch_norm(mod), bits=bits, source=source)
     if report is not None:
         report.update(binary_convs=found.convs, binary_dense=found.dense, ste_rewrites=stes,
                       float_with_sign_input=list(found.float_with_sign_input))

@@ -123,6 +123,41 @@ class _Binarize(relax.PyExprMutator):
         return bnn.dense(self.graph.layer("bdense"), source, kernel, alpha=alpha, sign_input=True)
 
 
+_BATCH_NORM = tvm.ir.Op.get("relax.nn.batch_norm")
+
+
+@relax.expr_functor.mutator
+class _FoldBatchNorm(relax.PyExprMutator):
+    """Inference BatchNorm with constant statistics → ``x · s + t`` (per channel), the form FuseBinaryLayers
+    folds into a preceding binary layer's output transform."""
+
+    def visit_tuple_getitem_(self, op: relax.TupleGetItem) -> relax.Expr:
+        op = super().visit_tuple_getitem_(op)
+        bound = self.lookup_binding(op.tuple_value) if isinstance(op.tuple_value, relax.Var) else None
+        if op.index != 0 or not isinstance(bound, relax.Call) or bound.op != _BATCH_NORM:
+            return op
+        x, *stats = bound.args
+        gamma, beta, mean, var = (_const(v) for v in stats)
+        if any(v is None for v in (gamma, beta, mean, var)):
+            return op
+        a = bound.attrs
+        scale = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(a.epsilon))
+        shift = beta - mean * scale
+        ndim, axis = len(x.ty.shape), int(a.axis) % len(x.ty.shape)
+        shape = [-1] + [1] * (ndim - 1 - axis)
+        s, t = (relax.const(v.astype(np.float32).reshape(shape)) for v in (scale, shift))
+        return relax.op.add(self.builder_.emit(relax.op.multiply(x, s)), t)
+
+
+def fold_batch_norm(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every constant-statistics ``batch_norm`` of ``mod`` as a multiply and an add."""
+    mod = mod.clone()
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            mod[gv] = _FoldBatchNorm(mod).visit_expr(func)
+    return relax.transform.DeadCodeElimination()(mod)
+
+
 def binarize(mod: tvm.IRModule, *, bits: int = 32, source: str | None = None
              ) -> tuple[tvm.IRModule, BinarizeReport]:
     """``mod`` (NHWC, constants folded) with every binary conv/matmul as bnncc ops, and what was found."""
