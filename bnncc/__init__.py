@@ -2,6 +2,8 @@
 
     import bnncc
     mod = bnncc.from_keras(keras_model)          # Relax IRModule with bnncc's binary ops
+    mod = bnncc.from_onnx("model.onnx")          # ONNX (e.g. a PyTorch BNN): binary layers recognised
+    exe = bnncc.compile("model.onnx")            # any model file (.h5/.keras/SavedModel, .onnx, .tflite)
     exe = bnncc.compile(keras_model, target="host")
     y = exe(x)                                   # numpy in, numpy out
     exe.export_library("model.so")
@@ -31,7 +33,8 @@ _lazy, __getattr__, __dir__ = lazy_exports(__name__, {
     ".runtime": ("Executable", "load"),
     ".targets": ("get_target", "target_names"),
 })
-__all__ = ["BnnccError", "FrontendError", "OpError", "TargetError", "__version__", "compile", "from_keras", *_lazy]
+__all__ = ["BnnccError", "FrontendError", "OpError", "TargetError", "__version__", "compile", "from_keras", "from_onnx",
+           "from_tflite", *_lazy]
 
 
 def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32):
@@ -49,16 +52,41 @@ def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32):
     return _from_keras(model, batch_size=batch_size, bits=bits, source=source)
 
 
+def from_onnx(model: Any, *, batch_size: int | None = None, bits: int = 32):
+    """Import an ONNX model (path of a .onnx file, or an ``onnx.ModelProto``) into Relax, its binary layers
+    (sign activations, ±α kernels, the STE arithmetic PyTorch exports around them) as bnncc's binary ops.
+
+    ``batch_size`` fixes a dynamic batch dimension; ``bits`` is the packed word size (16, 32 or 64).
+    """
+    from .frontend.onnx import from_onnx as _from_onnx
+
+    return _from_onnx(model, bits=bits, batch_size=batch_size)
+
+
+def from_tflite(model: Any):
+    """Import a ``.tflite`` file (path, or a ``tflite.Model``) into Relax: a Larq Compute Engine model's
+    ``LceQuantize``/``LceBconv2d``/``LceBMaxPool2d``/``LceDequantize`` as bnncc's binary ops (32-bit words, as
+    LCE packs them), the TFLite builtins through TVM's TFLite importer; plain float models too."""
+    from .frontend.tflite import from_tflite as _from_tflite
+
+    return _from_tflite(model)
+
+
 def compile(model: Any, target: str = "host", *, batch_size: int = 1, bits: int | None = None,  # noqa: A001
             **build_options: Any):
-    """Compile a Keras/Larq model, a model file, or a Relax module for ``target``; returns an
-    :class:`~bnncc.runtime.Executable`.
+    """Compile a Keras/Larq model, an ``onnx.ModelProto``, a model file or a Relax module for ``target``;
+    returns an :class:`~bnncc.runtime.Executable`.
+
+    A file's frontend is picked by its type (:func:`bnncc.frontend.formats.model_format`): .h5/.keras/SavedModel
+    directory → Keras, .onnx → ONNX, .tflite → TFLite/LCE; .prototxt/.caffemodel are refused as not yet
+    supported.
 
     ``bits`` defaults to the target's word size (16 on aarch64, 32 on x86); ``build_options`` go to
     :func:`bnncc.pipeline.build` (``tuning_log``, ``name``, ``dump_ir``).
     """
     import tvm
 
+    from .frontend.formats import import_model
     from .pipeline import build
     from .targets import get_target
 
@@ -66,6 +94,6 @@ def compile(model: Any, target: str = "host", *, batch_size: int = 1, bits: int 
     if not isinstance(model, tvm.IRModule):
         is_path = isinstance(model, (str, bytes, os.PathLike))
         name = Path(os.fsdecode(model)).stem if is_path else getattr(model, "name", None)
-        model = from_keras(model, batch_size=batch_size, bits=bits or spec.word_bits)
+        model = import_model(model, batch_size=batch_size, bits=bits or spec.word_bits)
         build_options.setdefault("name", name)
     return build(model, spec, **build_options)

@@ -84,18 +84,34 @@ def _float_size(model) -> int:
 
 
 # ------------------------------------------------------------------------------------------- commands
+def _non_keras_file(spec: str) -> bool:
+    """True for an existing model file another frontend than Keras reads (its type picks the frontend; a type
+    bnncc cannot read yet is a clear error here)."""
+    if not Path(spec).exists():
+        return False
+    from .frontend.formats import model_format
+
+    return model_format(spec) != "keras"
+
+
 def cmd_compile(args) -> int:
     from .pipeline import build, check_writable
 
     check_writable(Path(args.output))
     t0 = time.perf_counter()
-    model, path = _keras_model(args.model, args.input_size)
-    _say(f"bnncc: importing {args.model}")
+    from .frontend.formats import import_model
     from .frontend.keras import from_keras as import_keras
     from .targets import get_target
 
-    mod = import_keras(model, batch_size=args.batch, bits=args.bits or get_target(args.target).word_bits,
-                       source=path)
+    bits = args.bits or get_target(args.target).word_bits
+    if _non_keras_file(args.model):
+        _say(f"bnncc: importing {args.model}")
+        model, path = None, args.model
+        mod = import_model(path, batch_size=args.batch, bits=bits)
+    else:
+        model, path = _keras_model(args.model, args.input_size)
+        _say(f"bnncc: importing {args.model}")
+        mod = import_keras(model, batch_size=args.batch, bits=bits, source=path)
     _say(f"bnncc: compiling for {args.target}")
     exe = build(mod, args.target, tuning_log=None if args.no_tuning else (args.tuning_log or "auto"),  # tuning
                 name=Path(path).stem if path else args.model, dump_ir=args.dump_ir)
@@ -103,7 +119,7 @@ def cmd_compile(args) -> int:
     stats = exe.stats
     so_size = out.stat().st_size
     ref_size = Path(path).stat().st_size if path and Path(path).is_file() else _float_size(model)
-    what = "the .h5 file" if path and Path(path).is_file() else "float32 weights"
+    what = f"the {Path(path).suffix} file" if path and Path(path).is_file() else "float32 weights"
     _say(f"bnncc: wrote {out} for {exe.target.name} ({exe.target.description}) in "
          f"{time.perf_counter() - t0:.1f} s")
     _say(f"  binary ops: {stats['binary_ops']}  float ops: {stats['float_ops']}  "
@@ -198,6 +214,9 @@ def cmd_bench(args) -> int:
         else:
             raise BnnccError(f"{args.model} records no single input shape (built by an older bnncc?): give "
                              "--input-shape, e.g. 1,224,224,3")
+    elif _non_keras_file(args.model):
+        exe = bnncc_compile(args.model, args.target)
+        shape = exe.input_shapes[0]
     else:
         model, _ = _keras_model(args.model, args.input_size)
         exe = bnncc_compile(model, args.target)
@@ -274,11 +293,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bnncc", description="Compile Binarized Neural Networks with TVM.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("compile", help="compile a Keras/Larq model or zoo model into one shared library")
-    c.add_argument("model", help="a .h5/.keras file, a SavedModel directory, or a zoo name (bnncc models)")
+    c = sub.add_parser("compile", help="compile a Keras/Larq or ONNX model, or a zoo model, into one shared library")
+    c.add_argument("model", help="a .h5/.keras file, a SavedModel directory, a .onnx file (e.g. exported from "
+                                 "PyTorch), or a zoo name (bnncc models); the file type picks the frontend")
     c.add_argument("-o", "--output", required=True, help="the shared library to write (.so)")
     c.add_argument("--target", default="host", choices=target_names())
-    c.add_argument("--batch", type=int, default=1)
+    c.add_argument("--batch", type=int, default=1, help="batch size (of an ONNX model: if its batch is dynamic)")
     c.add_argument("--bits", type=int, choices=(16, 32, 64),
                    help="packed word size (default: the target's, 16 on aarch64, 32 on x86)")
     c.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
@@ -351,15 +371,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_tune(args) -> int:
-    from . import from_keras
+    from .frontend.formats import import_model
     from .targets import get_target
     from .tune.driver import tune
 
     if args.threads:
         os.environ["TVM_NUM_THREADS"] = str(args.threads)  # the local runner's worker inherits it
-    model, path = _keras_model(args.model, args.input_size)
+    model, path = (None, args.model) if _non_keras_file(args.model) else _keras_model(args.model, args.input_size)
     _say(f"bnncc: importing {args.model}")
-    mod = from_keras(path or model, batch_size=args.batch, bits=args.bits or get_target(args.target).word_bits)
+    mod = import_model(path or model, batch_size=args.batch, bits=args.bits or get_target(args.target).word_bits)
     try:
         report = tune(mod, args.target, log_dir=args.log, trials=args.trials, rpc=args.rpc, key=args.key,
                       float_tasks=args.float_tasks, session_timeout=args.session_timeout, seed=args.seed,

@@ -288,3 +288,79 @@ def test_compile_output_into_missing_directory(keras_files, tmp_path):
     line = clean_error(bnncc("compile", keras_files["valid"], "-o", "nodir/m.so", cwd=tmp_path))
     assert "nodir" in line
 
+
+
+# ------------------------------------------------------------------------------------------------ ONNX files
+def _onnx_model(path: Path, nodes, shape, inits=(), out_shape=(1, 8, 8, 8)) -> Path:
+    from onnx import TensorProto, helper, save
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], list(inits))
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory) -> dict[str, Path]:
+    """Small ONNX graphs: a binary conv (Sign → Conv with ±α weights → Relu), one with two unknown ops, one of
+    dynamic height/width."""
+    pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    path = tmp_path_factory.mktemp("onnx-cli")
+    rng = np.random.default_rng(0)
+    w = (np.sign(rng.standard_normal((8, 4, 3, 3))) * rng.uniform(0.1, 1, (8, 1, 1, 1))).astype(np.float32)
+    binary = [helper.make_node("Sign", ["x"], ["s"], name="sign"),
+              helper.make_node("Conv", ["s", "w"], ["c"], name="bconv", pads=[1, 1, 1, 1]),
+              helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    unknown = [helper.make_node("FancyConv", ["x"], ["a"], name="fancy"),
+               helper.make_node("Relu", ["a"], ["b"], name="relu"),
+               helper.make_node("Warp", ["b"], ["y"], name="warp")]
+    return {"binary": _onnx_model(path / "binary.onnx", binary, [1, 4, 8, 8], [numpy_helper.from_array(w, "w")]),
+            "unknown": _onnx_model(path / "unknown.onnx", unknown, [1, 4, 8, 8]),
+            "dynamic": _onnx_model(path / "dynamic.onnx", binary, [1, 4, "h", "w"], [numpy_helper.from_array(w, "w")],
+                                   [1, 8, "h", "w"])}
+
+
+def test_compile_onnx_runs_its_binary_conv(onnx_files, tmp_path):
+    r = bnncc("compile", onnx_files["binary"], "-o", "m.so", cwd=tmp_path)
+    assert r.returncode == 0, describe(r)
+    assert "binary ops: 1" in r.stderr and "float ops: 2" in r.stderr  # the NCHW ↔ NHWC transposes
+    x = np.random.default_rng(1).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = bnncc("run", "m.so", "-i", "x.npy", "-o", "y.npy", cwd=tmp_path)
+    assert r.returncode == 0, describe(r)
+    ort = pytest.importorskip("onnxruntime")
+    want = ort.InferenceSession(str(onnx_files["binary"])).run(None, {"x": x})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, rtol=1e-5, atol=1e-5)
+
+
+def test_truncated_onnx(onnx_files, tmp_path):
+    data = onnx_files["binary"].read_bytes()
+    (tmp_path / "half.onnx").write_bytes(data[: len(data) // 2])
+    line = clean_error(bnncc("compile", "half.onnx", "-o", "m.so", cwd=tmp_path))
+    assert "half.onnx" in line and "not an ONNX model" in line and "truncated" in line
+
+
+def test_foreign_bytes_named_onnx(tmp_path):
+    (tmp_path / "png.onnx").write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(4096))
+    line = clean_error(bnncc("compile", "png.onnx", "-o", "m.so", cwd=tmp_path))
+    assert "png.onnx" in line and "not an ONNX model" in line
+
+
+def test_onnx_unsupported_ops_listed_at_once(onnx_files, tmp_path):
+    line = clean_error(bnncc("compile", onnx_files["unknown"], "-o", "m.so", cwd=tmp_path))
+    assert "unknown.onnx" in line and "2 nodes cannot be imported" in line
+    assert "node 'fancy': FancyConv" in line and "node 'warp': Warp" in line
+
+
+def test_onnx_dynamic_input_shape(onnx_files, tmp_path):
+    line = clean_error(bnncc("compile", onnx_files["dynamic"], "-o", "m.so", cwd=tmp_path))
+    assert "dynamic.onnx" in line and "input 'x' has a dynamic shape [1, 4, 'h', 'w']" in line
+
+
+@pytest.mark.parametrize("suffix", [".prototxt", ".caffemodel"])
+def test_formats_not_yet_supported(tmp_path, suffix):
+    (tmp_path / f"m{suffix}").write_bytes(b"\0" * 16)
+    line = clean_error(bnncc("compile", f"m{suffix}", "-o", "m.so", cwd=tmp_path))
+    assert f"m{suffix}" in line and "not yet supported" in line and ".onnx" in line

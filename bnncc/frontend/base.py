@@ -169,9 +169,9 @@ def shape_of(expr: relax.Expr) -> tuple[int, ...]:
 class Graph:
     """The Relax function ``main`` a frontend builds: inputs, then layers emitted through :meth:`layer`."""
 
-    def __init__(self, *, bits: int = 32, source: str | None = None):
+    def __init__(self, *, bits: int = 32, source: str | None = None, bb: relax.BlockBuilder | None = None):
         self.bits, self.source = bits, source
-        self.bb = relax.BlockBuilder()
+        self.bb = bb if bb is not None else relax.BlockBuilder()  # a graph pass passes its mutator's builder
         # ±1 values bnn.sign emitted → the float they are the sign of (a binary layer reading them packs that).
         self.signs: dict[relax.Expr, relax.Expr] = {}
 

@@ -69,15 +69,25 @@ def binary_input(quantizer: Any, name: str | None = None, *, what: str = "input 
                       f"sign(x) with sign(0) = +1; accepted: {', '.join(SIGN_LIKE)} or any function computing that)")
 
 
-def binary_kernel(kernel: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray] | None:
+def binary_kernel(kernel: np.ndarray, axis: int = -1, *, rounding: float = 0.0
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
     """(±1 kernel, per-output-channel α) if every magnitude in each output channel (``axis``) is the same and
-    > 0, i.e. ``kernel == sign · α``; None for any other (float) kernel."""
+    > 0, i.e. ``kernel == sign · α``; None for any other (float) kernel.
+
+    ``rounding`` > 0 accepts magnitudes that differ by up to ``rounding · max(1, α)`` (absolute): an exporter
+    that folded an STE ``α·sign(W) - clamp(W) + clamp(W)`` leaves ±α only up to float rounding; α is then the
+    channel's mean magnitude."""
     w = np.asarray(kernel, np.float32)
     if w.ndim == 0 or w.size == 0:
         return None
     mag = np.moveaxis(np.abs(w), axis, -1).reshape(-1, w.shape[axis])
     if np.all(mag == mag[:1]) and np.all(mag[0] > 0):
         return np.sign(w), mag[0]
+    if rounding > 0:
+        alpha = mag.mean(axis=0, dtype=np.float64)
+        spread = mag.max(axis=0) - mag.min(axis=0)
+        if np.all(alpha > 0) and np.all(spread <= rounding * np.maximum(1.0, alpha)):
+            return np.sign(w), alpha.astype(np.float32)
     return None
 
 
