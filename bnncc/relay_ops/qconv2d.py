@@ -51,7 +51,9 @@ def im2col_compute(x: te.Tensor, *, kernel, strides, dilation, padding, pad_valu
         return tirx.if_then_else(inside, x[b, tirx.max(tirx.min(y, h - 1), 0), tirx.max(tirx.min(xx, w - 1), 0),
                                            col % c], tirx.const(pad_value, "uint8"))
 
-    return te.compute((n * oh * ow, kh * kw * c), patch, name=IM2COL_BLOCK)
+    # The geometry, for the schedule to split rows into (n, y, x) and columns into (ky, kx, c).
+    return te.compute((n * oh * ow, kh * kw * c), patch, name=IM2COL_BLOCK,
+                      attrs={"bnncc.geometry": [n, oh, ow, kh, kw, c]})
 
 
 def _infer(call, _ctx):

@@ -106,3 +106,60 @@ def _schedule_avx2(sch: s_tir.Schedule, acc, tunable: bool) -> bool:
         sch.vectorize(sch.get_loops(out)[-1])
     _vectorize_pad(sch)
     return True
+
+
+def schedule_im2col(sch: s_tir.Schedule) -> bool:
+    """A conv's patches (``bnncc.im2col``) with the elementwise producers FuseOps put before it (the input's
+    quantize, a layout transpose) inlined: one pass that reads the float input and writes the uint8 patches,
+    parallel over patch rows, vectorized over each window position's channels."""
+    from ..relay_ops.qconv2d import IM2COL_BLOCK
+
+    blk = find_block(sch, IM2COL_BLOCK)
+    if blk is None:
+        return False
+    for b in reversed(sch.get_child_blocks(sch.get_sblock("root"))):
+        if sch.get(b).name_hint != IM2COL_BLOCK:
+            try:
+                sch.compute_inline(b)
+            except s_tir.ScheduleError:  # not inlinable (a reduction): left as its own loop nest
+                pass
+    # Rows split as (n, y, x) and columns as (ky, kx, c): the patch index arithmetic then simplifies to plain
+    # loop variables (no division per element).
+    n, oh, ow, kh, kw, c = (int(v) for v in sch.get(blk).annotations["bnncc.geometry"])
+    row, col = sch.get_loops(blk)
+    bn, by, bx = sch.split(row, [n, oh, ow])
+    ky, kx, cc = sch.split(col, [kh, kw, c])
+    if c % 8 == 0:
+        sch.vectorize(cc)
+    sch.parallel(sch.fuse(bn, by))
+    return True
+
+
+def schedule_int8_boundary(sch: s_tir.Schedule) -> bool:
+    """Elementwise kernels at the int8 boundary (an int32 accumulator dequantized, with whatever float ops FuseOps
+    joined to it): producers inlined, one flat loop, parallel chunks, vectorized 16 lanes."""
+    from tvm import tirx
+
+    try:
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    except s_tir.ScheduleError:  # a hand-written kernel (no blocks): not this rule's
+        return False
+    if not blocks or any(it.iter_type != tirx.IterVar.DataPar for b in blocks for it in sch.get(b).iter_vars):
+        return False
+    if not any(str(r.source.ty.dtype) == "int32" for b in blocks for r in sch.get(b).reads):
+        return False
+    for b in blocks[:-1]:
+        try:
+            sch.compute_inline(b)
+        except s_tir.ScheduleError:
+            return False
+    last = blocks[-1]
+    flat = sch.fuse(*sch.get_loops(last))
+    size = int(sch.get(flat).extent)
+    if size % 16:
+        sch.parallel(flat)
+        return True
+    outer, inner = sch.split(flat, [None, 16])
+    sch.vectorize(inner)
+    sch.parallel(outer)
+    return True
