@@ -26,6 +26,7 @@ from .. import reference
 from ..errors import BnnccError, FrontendError
 from . import bnn
 from .base import ConverterTable, Graph, Layer, LayerBuilder, Unsupported, activation, check_activation, const, shape_of
+from .model_config import check_model_file
 
 KERAS = ConverterTable()
 converter = KERAS.converter
@@ -348,16 +349,19 @@ def from_keras(model, *, batch_size: int = 1, bits: int = 32, source: str | None
                             file=source) from e
 
 
-def load_keras(path: str | Path):
-    """Load a Keras model file (.h5, .keras, SavedModel dir) with Larq's custom objects; clear errors."""
+def load_keras(path: str | Path, *, trust_model: bool = False):
+    """Load a Keras model file (.h5, .keras, SavedModel dir) with Larq's custom objects; clear errors.
+
+    The file's configuration is read as data first (:mod:`bnncc.frontend.model_config`): a model with layers
+    that carry Python code (``Lambda``) is refused unless ``trust_model``, since Keras runs that code to load it.
+    """
+    path = Path(path)
+    check_model_file(path, trust_model=trust_model)
     from .._tf import keras, lq
 
-    path = Path(path)
-    if not path.exists():
-        raise FrontendError("no such file or directory", file=str(path))
     try:
         with lq.context.quantized_scope(False):
-            return keras.models.load_model(str(path), compile=False)
+            return keras.models.load_model(str(path), compile=False, safe_mode=not trust_model)
     except Exception as e:  # noqa: BLE001 - h5py/TF raise many kinds for a broken file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FrontendError(f"not a Keras model file bnncc can read ({first[:200]})", file=str(path)) from None

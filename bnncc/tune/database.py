@@ -11,10 +11,7 @@ from typing import Any
 import numpy as np
 import tvm
 
-from .util import atomic_write, say, short_error
-
-WORKLOAD_FILE = "database_workload.json"
-RECORD_FILE = "database_tuning_record.json"
+from .util import RECORD_FILE, WORKLOAD_FILE, atomic_write, say, short_error
 
 
 def _json_line_ok(kind: str, obj: Any, n_workloads: int) -> str | None:

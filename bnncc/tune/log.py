@@ -20,7 +20,7 @@ from bnncc.targets import TargetSpec, get_target
 
 from .database import RECORD_FILE, open_database
 from .describe import call_counts, describe, normalize
-from .util import say, short_error
+from .util import check_log_dir, say, short_error
 
 REPO = Path(__file__).resolve().parents[2]  # the source tree: this file is bnncc/tune/log.py in it
 SUMMARY_FILE = "summary.json"
@@ -86,11 +86,10 @@ class TuningLog:
         if arg == "auto":
             path = default_log_dir(spec)
             return cls(path if (path / RECORD_FILE).is_file() else None, spec)
-        path = Path(arg)
-        if not path.is_dir():
-            raise TuningError(f"{path}: no such tuning log directory")
-        if not (path / RECORD_FILE).is_file():
-            raise TuningError(f"{path}: not a tuning log (no {RECORD_FILE}; bnncc tune writes one)")
+        try:
+            path = check_log_dir(arg)
+        except BnnccError as e:
+            raise TuningError(str(e)) from None
         meta = read_summary(path).get("target", {})
         if meta and meta.get("log_name") != log_name(spec):
             raise TuningError(f"{path} was tuned for {meta.get('log_name')}, not for {log_name(spec)} "
