@@ -3,12 +3,15 @@
 A truncated library makes ``dlopen`` map pages past the end of the file: the process dies with SIGBUS when
 they are touched, or, cut only in its section headers, it loads and runs. Every table and segment the header
 points at must lie inside the file, which catches a truncation by any amount (the section header table is the
-last thing in the file) without a sidecar file that a user copying only the ``.so`` would lose. This reads
-bytes only: no TVM, no numpy, so ``bnncc run`` can refuse a bad library before importing anything heavy.
+last thing in the file) without a sidecar file that a user copying only the ``.so`` would lose. A library
+written by bnncc also ends with a SHA-256 trailer (:func:`add_checksum`; the dynamic loader ignores bytes no
+header points at), which catches a flipped bit anywhere. This reads bytes only: no TVM, no numpy, so ``bnncc
+run`` refuses a bad library before importing anything heavy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import struct
@@ -19,6 +22,8 @@ from .errors import BnnccError
 ELF_MAGIC = b"\x7fELF"
 ET_DYN = 3
 SHT_NOBITS = 8  # .bss: takes no bytes in the file
+CHECKSUM_MAGIC = b"\0bnncc-sha256\0\0\0"  # 16 bytes, then the SHA-256 of everything before them
+TRAILER_BYTES = len(CHECKSUM_MAGIC) + 32
 MAX_LIBRARY_BYTES = 2**31  # bnncc libraries are a few MiB; anything this big is not one
 
 # e_machine → the name platform.machine() gives on that architecture
@@ -102,7 +107,18 @@ def check_elf(data: bytes) -> ElfInfo:
         if sh_type != SHT_NOBITS and not _within(offset, length, size):
             raise LibraryError(f"truncated: section {i} needs bytes {offset}..{offset + length}, past the "
                                f"file's {size} bytes")
+    if data[-TRAILER_BYTES:-32] == CHECKSUM_MAGIC and size > TRAILER_BYTES:
+        if hashlib.sha256(data[:-TRAILER_BYTES]).digest() != data[-32:]:
+            raise LibraryError("corrupt: its SHA-256 checksum does not match its content (changed after bnncc "
+                               "wrote it)")
     return ElfInfo(machine, bits, size)
+
+
+def add_checksum(path: str | os.PathLike) -> None:
+    """Append the trailer :func:`check_elf` verifies to a library just written (before it is renamed into place)."""
+    with open(path, "rb+") as f:
+        digest = hashlib.sha256(f.read()).digest()
+        f.write(CHECKSUM_MAGIC + digest)
 
 
 def verify_library(path: str | os.PathLike, machine: str | None = None) -> ElfInfo:

@@ -18,7 +18,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .elfcheck import host_machine, verify_library
+from .elfcheck import add_checksum, host_machine, verify_library
 from .errors import BnnccError
 from .limits import check_threads
 from .outputs import check_writable
@@ -115,6 +115,7 @@ class Executable:
         os.close(fd)
         try:
             self._ex.export_library(tmp, **kwargs)
+            add_checksum(tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
