@@ -95,23 +95,35 @@ def check_elf(data: bytes) -> ElfInfo:
                            f"file's {size} bytes")
     if shnum and shstrndx >= shnum:
         raise LibraryError(f"corrupt ELF header (section name table {shstrndx} of {shnum})")
+    elf_end = max(phoff + phnum * phentsize, shoff + shnum * shentsize)
     for i in range(phnum):
         fields = struct.unpack_from(ph_fmt, data, phoff + i * phentsize)
         offset, filesz = (fields[1], fields[4]) if bits == 32 else (fields[2], fields[5])
+        elf_end = max(elf_end, offset + filesz)
         if not _within(offset, filesz, size):
             raise LibraryError(f"truncated: segment {i} needs bytes {offset}..{offset + filesz}, past the "
                                f"file's {size} bytes")
     for i in range(shnum):
         fields = struct.unpack_from(sh_fmt, data, shoff + i * shentsize)
         sh_type, offset, length = fields[1], fields[4], fields[5]
+        if sh_type != SHT_NOBITS:
+            elf_end = max(elf_end, offset + length)
         if sh_type != SHT_NOBITS and not _within(offset, length, size):
             raise LibraryError(f"truncated: section {i} needs bytes {offset}..{offset + length}, past the "
                                f"file's {size} bytes")
-    if data[-TRAILER_BYTES:-32] == CHECKSUM_MAGIC and size > TRAILER_BYTES:
-        if hashlib.sha256(data[:-TRAILER_BYTES]).digest() != data[-32:]:
+    _check_trailer(data, elf_end)
+    return ElfInfo(machine, bits, size)
+
+
+def _check_trailer(data: bytes, elf_end: int) -> None:
+    """The bytes after everything the ELF headers point at: nothing, or bnncc's checksum trailer, whole."""
+    extra = data[elf_end:]
+    if len(extra) == TRAILER_BYTES and extra[:16] == CHECKSUM_MAGIC:
+        if hashlib.sha256(data[:elf_end]).digest() != extra[16:]:
             raise LibraryError("corrupt: its SHA-256 checksum does not match its content (changed after bnncc "
                                "wrote it)")
-    return ElfInfo(machine, bits, size)
+    elif extra and len(extra) < TRAILER_BYTES and CHECKSUM_MAGIC.startswith(extra[:16]):
+        raise LibraryError(f"truncated: its checksum trailer is cut short ({len(extra)} of {TRAILER_BYTES} bytes)")
 
 
 def add_checksum(path: str | os.PathLike) -> None:
