@@ -12,16 +12,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import BnnccError
 from .limits import check_threads
 from .outputs import atomic_file, check_not_input, check_writable
 from .tune.util import check_log_dir
 from .zoo import ZOO_NAMES
-
-if TYPE_CHECKING:  # numpy is imported by the commands that need it: --help imports nothing heavy
-    import numpy as np
 
 
 def _say(msg: str) -> None:
@@ -64,30 +60,6 @@ def _keras_model(spec: str, input_size: int | None, trust_model: bool = False):
         return models.build(spec, input_shape=shape), None
     except ValueError as e:  # Keras: the input is too small for the architecture
         raise BnnccError(f"{spec} cannot take {shape[0]}x{shape[1]} inputs: {str(e).splitlines()[0][:200]}") from None
-
-
-def _load_npy(path: str) -> np.ndarray:
-    """A model input: a numeric .npy array of finite values (NaN/Inf would flow through the sign functions as
-    arbitrary ±1 and give an answer that looks valid)."""
-    import numpy as np
-
-    if os.path.isdir(path):
-        raise BnnccError(f"{path}: is a directory, not a .npy input file")
-    try:
-        a = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise BnnccError(f"{path}: no such input file") from None
-    except (ValueError, OSError, EOFError, MemoryError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise BnnccError(f"{path}: not a .npy array file ({first[:200]})") from None
-    if not isinstance(a, np.ndarray):
-        raise BnnccError(f"{path}: a .npz archive, not one .npy array")
-    if a.dtype.kind not in "fiub":
-        raise BnnccError(f"{path}: holds {a.dtype} values, not numbers")
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
-        bad = int(a.size - np.isfinite(a).sum())
-        raise BnnccError(f"{path}: {bad} of {a.size} values are NaN or infinite; bnncc models take finite inputs")
-    return a
 
 
 def _save_outputs(output: str, outs: tuple) -> list[str]:
@@ -179,7 +151,9 @@ def cmd_run(args) -> int:
     if args.output:
         check_writable(args.output)
         check_not_input(args.output, [args.model, *args.input])
-    inputs = [_load_npy(p) for p in args.input]
+    from .inputs import load_input
+
+    inputs = [load_input(p) for p in args.input]
     if args.rpc:
         from .rpc import run_remote
 

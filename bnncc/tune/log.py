@@ -59,9 +59,13 @@ def read_summary(log_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        say(f"bnncc: warning: {path}: unreadable ({e}); starting a new summary (old one kept as .corrupt)")
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+        return summary
+    except (OSError, ValueError, RecursionError) as e:
+        say(f"bnncc: warning: {path}: unreadable ({str(e)[:200]}); starting a new summary (old one kept as "
+            ".corrupt)")
         shutil.copy(path, f"{path}.corrupt")
         return {}
 
