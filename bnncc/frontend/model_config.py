@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FrontendError
+from .hdf5_guard import read_model_config
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -61,20 +62,12 @@ def _json(text: bytes | str, what: str, file: str) -> Any:
                             file=file) from None
 
 
-def h5_config(data: str | os.PathLike | io.BytesIO, file: str) -> Any:
-    """The ``model_config`` JSON of a Keras ``.h5`` file (a path or a file object)."""
-    import h5py
-
-    try:
-        with h5py.File(data, "r") as f:
-            raw = f.attrs.get("model_config")
-    except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError... for a broken file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise FrontendError(f"not a Keras model file bnncc can read (HDF5: {first[:160]})", file=file) from None
+def h5_config(data: str | os.PathLike | bytes, file: str) -> Any:
+    """The ``model_config`` JSON of a Keras ``.h5`` file (a path or its bytes), the whole file read first in a
+    child process with a time limit (:mod:`bnncc.frontend.hdf5_guard`: HDF5 can hang on a damaged file)."""
+    raw = read_model_config(data if isinstance(data, bytes) else os.fspath(data), file)
     if raw is None:
         raise FrontendError("an HDF5 file without a Keras model configuration (weights only?)", file=file)
-    if not isinstance(raw, (bytes, str)):
-        raise FrontendError("not a Keras model file: its model_config is not text", file=file)
     return _json(raw, "model_config", file)
 
 
@@ -87,6 +80,10 @@ def zip_config(data: str | os.PathLike | io.BytesIO, file: str) -> Any:
                 raise FrontendError(f"config.json claims {info.file_size} bytes", file=file)
             with z.open(info) as f:
                 raw = f.read(MAX_CONFIG_BYTES + 1)
+            weights = next((i for i in z.infolist() if i.filename.endswith(".h5")), None)
+            if weights is not None:  # Keras reads it with HDF5: through the guard first
+                with z.open(weights) as f:
+                    read_model_config(f.read(), f"{file}/{weights.filename}")
     except KeyError:
         raise FrontendError("a zip file without config.json: not a .keras model", file=file) from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:

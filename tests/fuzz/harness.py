@@ -39,21 +39,29 @@ NOT_YET_COVERED = ("tflite", "onnx", "caffe")  # loaders being written on anothe
 
 
 @contextlib.contextmanager
-def instrumented() -> Iterator[None]:
-    """Imports in this block are instrumented for coverage (when atheris is there: a plain import otherwise, so
-    a target module can be imported by a test without atheris)."""
+def instrumented(*parsers: str) -> Iterator[None]:
+    """Imports in this block are instrumented for coverage: bnncc and the pure-Python ``parsers`` it hands the
+    bytes to (e.g. "numpy.lib.format"), when atheris is there; a plain import otherwise, so a target module can
+    be imported by a test without atheris."""
     try:
         import atheris
     except ImportError:
         yield
         return
-    with atheris.instrument_imports(include=["bnncc"]):
+    with atheris.instrument_imports(include=["bnncc", *parsers]):
         yield
 
 
 def checked(one_input: Callable[[bytes], object]) -> Callable[[bytes], None]:
-    """``one_input`` with the expected failure (BnnccError) swallowed; everything else propagates."""
+    """``one_input`` with the expected failure (BnnccError) swallowed; everything else propagates. With
+    ``$BNNCC_FUZZ_LAST`` set, each input is first written there: the one a native crash died on is kept even
+    when libFuzzer cannot write it."""
+    last = os.environ.get("BNNCC_FUZZ_LAST")
+
     def run(data: bytes) -> None:
+        if last:
+            with open(last, "wb") as f:
+                f.write(data)
         try:
             one_input(data)
         except BnnccError as e:
