@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import BnnccError
 from .limits import check_threads
-from .outputs import atomic_file, check_not_input, check_writable
+from .outputs import check_not_input, check_writable, save_outputs
 from .tune.util import check_log_dir
 from .zoo import ZOO_NAMES
 
@@ -60,21 +60,6 @@ def _keras_model(spec: str, input_size: int | None, trust_model: bool = False):
         return models.build(spec, input_shape=shape), None
     except ValueError as e:  # Keras: the input is too small for the architecture
         raise BnnccError(f"{spec} cannot take {shape[0]}x{shape[1]} inputs: {str(e).splitlines()[0][:200]}") from None
-
-
-def _save_outputs(output: str, outs: tuple) -> list[str]:
-    """One output to exactly ``output``; several to ``<output without .npy>.<i>.npy``. Each written atomically."""
-    import numpy as np
-
-    if len(outs) == 1:
-        paths = [output]
-    else:
-        base = str(output).removesuffix(".npy")
-        paths = [f"{base}.{i}.npy" for i in range(len(outs))]
-    for path, o in zip(paths, outs, strict=True):
-        with atomic_file(path) as f:
-            np.save(f, o)  # to a file object: numpy appends no ".npy" to the user's name
-    return paths
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -165,7 +150,7 @@ def cmd_run(args) -> int:
         outputs = load(args.model)(*inputs)
     outs = outputs if isinstance(outputs, tuple) else (outputs,)
     if args.output:
-        for path in _save_outputs(args.output, outs):
+        for path in save_outputs(args.output, outs):
             _say(f"bnncc: wrote {path}")
     for i, o in enumerate(outs):
         _say(f"bnncc: output {i}: shape {o.shape} {o.dtype}")

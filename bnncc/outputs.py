@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -62,3 +62,19 @@ def atomic_write(path: str | os.PathLike, text: str) -> None:
     """Replace ``path`` by ``text`` at once: a reader (or a crash) never sees a half-written file."""
     with atomic_file(path, "w") as f:
         f.write(text)
+
+
+def save_outputs(output: str | os.PathLike, outs: Sequence) -> list[str]:
+    """Model outputs as .npy: one to exactly ``output``; several to ``<output without .npy>.<i>.npy``. Each
+    written atomically, through a file object (numpy appends ".npy" to a name it is given, not to a file)."""
+    import numpy as np
+
+    if len(outs) == 1:
+        paths = [os.fspath(output)]
+    else:
+        base = os.fspath(output).removesuffix(".npy")
+        paths = [f"{base}.{i}.npy" for i in range(len(outs))]
+    for path, o in zip(paths, outs, strict=True):
+        with atomic_file(path) as f:
+            np.save(f, o)
+    return paths
