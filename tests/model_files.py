@@ -13,10 +13,6 @@ from pathlib import Path
 
 LAMBDA_MARKER = "LAMBDA_RAN"
 TINY_SHAPE = (1, 8, 8, 8)
-KERAS_FILES = ["tiny.h5", "tiny.keras", "lambda.h5", "lambda.keras", "nested_lambda.h5", "nan_bn.h5",
-               "negative_variance.h5", "nan_kernel.h5", "inf_bias.h5", "dynamic.h5", "huge.h5", "zero_channels.h5",
-               "upsampling.h5", "lstm.h5", "two_inputs.h5"]
-SAVEDMODELS = ["lambda_savedmodel"]
 
 
 def _tiny(keras, lq, name: str = "tiny"):
@@ -70,9 +66,6 @@ def make(out: Path) -> None:
     keras.Model(i, up).save(out / "upsampling.h5")
     i = keras.Input((5, 3))
     keras.Model(i, keras.layers.Dense(2)(keras.layers.LSTM(4, name="bad_layer")(i))).save(out / "lstm.h5")
-    a, b = keras.Input((8,), name="a"), keras.Input((8,), name="b")
-    s = keras.layers.Add()([a, b])
-    keras.Model([a, b], [keras.layers.Dense(2)(s), keras.layers.Dense(3)(s)]).save(out / "two_inputs.h5")
     os.remove(LAMBDA_MARKER)
 
     import bnncc
