@@ -37,10 +37,11 @@ __all__ = ["BnnccError", "FrontendError", "OpError", "TargetError", "__version__
            "from_tflite", *_lazy]
 
 
-def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32):
+def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32, trust_model: bool = False):
     """Import a Keras/Larq model (object or path of a .h5/.keras file/SavedModel dir) into Relax.
 
-    ``bits`` is the packed word size (16, 32 or 64) of the binary layers.
+    ``bits`` is the packed word size (16, 32 or 64) of the binary layers. A model file with layers that carry
+    Python code (``Lambda``) is refused unless ``trust_model`` (loading it would run that code; SECURITY.md).
     """
     from .frontend.keras import from_keras as _from_keras
     from .frontend.keras import load_keras
@@ -48,7 +49,7 @@ def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32):
     source = None
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         source = str(model)
-        model = load_keras(source)
+        model = load_keras(source, trust_model=trust_model)
     return _from_keras(model, batch_size=batch_size, bits=bits, source=source)
 
 
@@ -73,7 +74,7 @@ def from_tflite(model: Any):
 
 
 def compile(model: Any, target: str = "host", *, batch_size: int = 1, bits: int | None = None,  # noqa: A001
-            **build_options: Any):
+            trust_model: bool = False, **build_options: Any):
     """Compile a Keras/Larq model, an ``onnx.ModelProto``, a model file or a Relax module for ``target``;
     returns an :class:`~bnncc.runtime.Executable`.
 
@@ -82,7 +83,7 @@ def compile(model: Any, target: str = "host", *, batch_size: int = 1, bits: int 
     supported.
 
     ``bits`` defaults to the target's word size (16 on aarch64, 32 on x86); ``build_options`` go to
-    :func:`bnncc.pipeline.build` (``tuning_log``, ``name``, ``dump_ir``).
+    :func:`bnncc.pipeline.build` (``tuning_log``, ``name``, ``dump_ir``); ``trust_model`` as :func:`from_keras`.
     """
     import tvm
 
@@ -94,6 +95,6 @@ def compile(model: Any, target: str = "host", *, batch_size: int = 1, bits: int 
     if not isinstance(model, tvm.IRModule):
         is_path = isinstance(model, (str, bytes, os.PathLike))
         name = Path(os.fsdecode(model)).stem if is_path else getattr(model, "name", None)
-        model = import_model(model, batch_size=batch_size, bits=bits or spec.word_bits)
+        model = import_model(model, batch_size=batch_size, bits=bits or spec.word_bits, trust_model=trust_model)
         build_options.setdefault("name", name)
     return build(model, spec, **build_options)

@@ -12,12 +12,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import BnnccError
-
-if TYPE_CHECKING:  # numpy is imported by the commands that need it: --help imports nothing heavy
-    import numpy as np
+from .limits import check_threads
+from .outputs import check_not_input, check_writable, save_outputs
+from .tune.util import check_log_dir
+from .zoo import ZOO_NAMES
 
 
 def _say(msg: str) -> None:
@@ -35,34 +35,33 @@ def _set_threads(n: int | None) -> None:
         set_num_threads(n)
 
 
-def _keras_model(spec: str, input_size: int | None):
+def _check_model_arg(spec: str, trust_model: bool) -> None:
+    """A model argument is a Keras file bnncc can read (kind by content, no code-carrying layers unless
+    trusted) or a zoo name: checked before TensorFlow is imported."""
+    if Path(spec).exists():
+        if _non_keras_file(spec):  # ONNX/TFLite carry no code; their frontends check their own files
+            return
+        from .frontend.model_config import check_model_file
+
+        check_model_file(spec, trust_model=trust_model)
+    elif spec not in ZOO_NAMES:
+        raise BnnccError(f"{spec}: no such file, and not a zoo model ({', '.join(ZOO_NAMES)})")
+
+
+def _keras_model(spec: str, input_size: int | None, trust_model: bool = False):
     """A Keras model path or a zoo name → (keras model, path or None)."""
+    _check_model_arg(spec, trust_model)
     if Path(spec).exists():
         from .frontend.keras import load_keras
 
-        return load_keras(spec), spec
+        return load_keras(spec, trust_model=trust_model), spec
     from . import models
 
-    if spec not in models.MODELS:
-        raise BnnccError(f"{spec}: no such file, and not a zoo model ({', '.join(models.MODELS)})")
-    if input_size is not None and input_size < 1:
-        raise BnnccError(f"--input-size must be positive, got {input_size}")
     shape = (input_size, input_size, 3) if input_size else (224, 224, 3)
     try:
         return models.build(spec, input_shape=shape), None
     except ValueError as e:  # Keras: the input is too small for the architecture
         raise BnnccError(f"{spec} cannot take {shape[0]}x{shape[1]} inputs: {str(e).splitlines()[0][:200]}") from None
-
-
-def _load_npy(path: str) -> np.ndarray:
-    import numpy as np
-
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise BnnccError(f"{path}: no such input file") from None
-    except (ValueError, OSError) as e:
-        raise BnnccError(f"{path}: not a .npy array file ({str(e).splitlines()[0][:200]})") from None
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -95,12 +94,16 @@ def _non_keras_file(spec: str) -> bool:
 
 
 def cmd_compile(args) -> int:
-    from .pipeline import build, check_writable
-
-    check_writable(Path(args.output))
+    check_writable(args.output)
+    if Path(args.model).exists():
+        check_not_input(args.output, [args.model])
+    if args.tuning_log:
+        check_log_dir(args.tuning_log)
+    _check_model_arg(args.model, args.trust_model)
     t0 = time.perf_counter()
     from .frontend.formats import import_model
     from .frontend.keras import from_keras as import_keras
+    from .pipeline import build
     from .targets import get_target
 
     bits = args.bits or get_target(args.target).word_bits
@@ -109,7 +112,7 @@ def cmd_compile(args) -> int:
         model, path = None, args.model
         mod = import_model(path, batch_size=args.batch, bits=bits)
     else:
-        model, path = _keras_model(args.model, args.input_size)
+        model, path = _keras_model(args.model, args.input_size, args.trust_model)
         _say(f"bnncc: importing {args.model}")
         mod = import_keras(model, batch_size=args.batch, bits=bits, source=path)
     _say(f"bnncc: compiling for {args.target}")
@@ -131,29 +134,42 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _check_library(path: str, rpc: bool) -> None:
+    """The library is a complete ELF file, of this machine's architecture unless it runs on a device."""
+    from .elfcheck import verify_library
+
+    if not os.path.exists(path):
+        raise BnnccError(f"{path}: no such compiled model")
+    info = verify_library(path)
+    from .elfcheck import host_machine
+
+    if not rpc and info.machine != host_machine():
+        raise BnnccError(f"{path}: built for {info.machine}, this machine is {host_machine()}; run it on such a "
+                         "device (bnncc run --rpc HOST:PORT --key KEY, or deploy/)")
+
+
 def cmd_run(args) -> int:
-    import numpy as np
-
-    from .runtime import check_writable, load
-
+    # Everything checkable is checked before TVM is imported (a bad argument is rejected in a fraction of a s).
+    _check_library(args.model, bool(args.rpc))
     if args.output:
-        check_writable(Path(args.output))
-    inputs = [_load_npy(p) for p in args.input]
+        check_writable(args.output)
+        check_not_input(args.output, [args.model, *args.input])
+    from .inputs import load_input
+
+    inputs = [load_input(p) for p in args.input]
     if args.rpc:
         from .rpc import run_remote
 
         outputs = run_remote(args.model, inputs, args.rpc, args.key)
     else:
+        from .runtime import load
+
         _set_threads(args.threads)
         outputs = load(args.model)(*inputs)
     outs = outputs if isinstance(outputs, tuple) else (outputs,)
     if args.output:
-        if len(outs) == 1:
-            np.save(args.output, outs[0])
-        else:
-            base = str(args.output).removesuffix(".npy")
-            for i, o in enumerate(outs):
-                np.save(f"{base}.{i}.npy", o)
+        for path in save_outputs(args.output, outs):
+            _say(f"bnncc: wrote {path}")
     for i, o in enumerate(outs):
         _say(f"bnncc: output {i}: shape {o.shape} {o.dtype}")
     return 0
@@ -189,26 +205,31 @@ def cmd_bench_compare(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.compare:
+        return cmd_bench_compare(args)
+    shape_arg = _shape(args.input_shape) if args.input_shape else None
+    if args.model.endswith(".so") or args.rpc:
+        _check_library(args.model, bool(args.rpc))
+    else:
+        _check_model_arg(args.model, args.trust_model)
     import numpy as np
 
     from . import compile as bnncc_compile
     from .runtime import load
 
-    if args.compare:
-        return cmd_bench_compare(args)
     _set_threads(args.threads)
     if args.rpc:  # time on the remote device: a compiled library only
         from .rpc import time_remote
 
         if not args.model.endswith(".so") or not args.input_shape:
             raise BnnccError("--rpc benchmarks a compiled library: give MODEL.so and --input-shape")
-        x = np.random.default_rng(0).standard_normal(_shape(args.input_shape)).astype(np.float32)
+        x = np.random.default_rng(0).standard_normal(shape_arg).astype(np.float32)
         samples = time_remote(args.model, [x], args.rpc, args.key, repeats=args.repeats)
         exe = None
     elif args.model.endswith(".so"):
         exe = load(args.model)
-        if args.input_shape:
-            shape = _shape(args.input_shape)
+        if shape_arg:
+            shape = shape_arg
         elif exe.input_shapes is not None and len(exe.input_shapes) == 1:  # the library's recorded signature
             shape = exe.input_shapes[0]
         else:
@@ -218,7 +239,7 @@ def cmd_bench(args) -> int:
         exe = bnncc_compile(args.model, args.target)
         shape = exe.input_shapes[0]
     else:
-        model, _ = _keras_model(args.model, args.input_size)
+        model, _ = _keras_model(args.model, args.input_size, args.trust_model)
         exe = bnncc_compile(model, args.target)
         shape = (1, *model.inputs[0].shape[1:])
     if exe is not None:
@@ -282,6 +303,38 @@ def cmd_demo(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with bnncc's error format: one line ``bnncc: error: ...`` and exit code 2 (not usage + error)."""
+
+    def error(self, message: str):
+        _say(f"bnncc: error: {message} (see {self.prog} --help)")
+        sys.exit(2)
+
+
+def _threads(text: str) -> int:
+    try:
+        return check_threads(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    except BnnccError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--threads ")) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+_TRUST_HELP = ("load a model whose layers carry Python code (Lambda): Keras runs that code to load it, so only "
+               "for files you trust (SECURITY.md)")
+_THREADS_HELP = "kernel threads, 1 to 4 per core of this machine (default: every core)"
+
+
 def _remote_options(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--rpc", metavar="HOST:PORT", help=f"a TVM RPC tracker: {what}")
     parser.add_argument("--key", default="aarch64-qemu", help="device key at the tracker")
@@ -290,7 +343,7 @@ def _remote_options(parser: argparse.ArgumentParser, what: str) -> None:
 def parser() -> argparse.ArgumentParser:
     from .targets import target_names
 
-    p = argparse.ArgumentParser(prog="bnncc", description="Compile Binarized Neural Networks with TVM.")
+    p = _Parser(prog="bnncc", description="Compile Binarized Neural Networks with TVM.")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="compile a Keras/Larq or ONNX model, or a zoo model, into one shared library")
@@ -298,10 +351,12 @@ def parser() -> argparse.ArgumentParser:
                                  "PyTorch), or a zoo name (bnncc models); the file type picks the frontend")
     c.add_argument("-o", "--output", required=True, help="the shared library to write (.so)")
     c.add_argument("--target", default="host", choices=target_names())
-    c.add_argument("--batch", type=int, default=1, help="batch size (of an ONNX model: if its batch is dynamic)")
+    c.add_argument("--batch", type=_positive, default=1,
+                   help="batch size (of an ONNX model: if its batch is dynamic)")
+    c.add_argument("--trust-model", action="store_true", help=_TRUST_HELP)
     c.add_argument("--bits", type=int, choices=(16, 32, 64),
                    help="packed word size (default: the target's, 16 on aarch64, 32 on x86)")
-    c.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
+    c.add_argument("--input-size", type=_positive, help="input height/width for zoo models (default 224)")
     # tuning (bnncc.tune): the log of tuning_logs/ for the target is applied unless told otherwise
     tl = c.add_mutually_exclusive_group()
     tl.add_argument("--tuning-log", metavar="DIR", help="apply this tuning log (bnncc tune writes one)")
@@ -312,8 +367,9 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a compiled library on .npy inputs")
     r.add_argument("model", help="the compiled .so")
     r.add_argument("--input", "-i", action="append", required=True, help=".npy input (repeat for several)")
-    r.add_argument("--output", "-o", help=".npy file for the output")
-    r.add_argument("--threads", type=int)
+    r.add_argument("--output", "-o", help=".npy file for the output, written as given (several outputs: "
+                                          "NAME.0.npy, NAME.1.npy, ...)")
+    r.add_argument("--threads", type=_threads, help=_THREADS_HELP)
     _remote_options(r, "run on a remote device")
     r.set_defaults(func=cmd_run)
 
@@ -322,10 +378,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("model", nargs="?", default="layers",
                    help="zoo name, Keras model file, or compiled .so; with --compare a zoo name or 'layers' "
                         "(the default: the conv layers of --layers)")
-    b.add_argument("--threads", type=int)
-    b.add_argument("--repeats", type=int, default=20)
+    b.add_argument("--threads", type=_threads, help=_THREADS_HELP)
+    b.add_argument("--repeats", type=_positive, default=20)
     b.add_argument("--target", default="host", choices=target_names())
-    b.add_argument("--input-size", type=int)
+    b.add_argument("--input-size", type=_positive)
+    b.add_argument("--trust-model", action="store_true", help=_TRUST_HELP)
     b.add_argument("--input-shape", help="input shape, e.g. 1,224,224,3 (default for a .so: the one it records)")
     _remote_options(b, "time the .so on a remote device")
     b.add_argument("--compare", action="store_true",
@@ -342,9 +399,9 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="QuickNet for this CPU: checked against Keras, timed against float")
     d.add_argument("--model", default="quicknet")
-    d.add_argument("--input-size", type=int)
-    d.add_argument("--threads", type=int, default=1)
-    d.add_argument("--repeats", type=int, default=20)
+    d.add_argument("--input-size", type=_positive)
+    d.add_argument("--threads", type=_threads, default=1, help="kernel threads (default 1)")
+    d.add_argument("--repeats", type=_positive, default=20)
     d.set_defaults(func=cmd_demo)
 
     # tuning (bnncc.tune, bnncc.rpc.cli)
@@ -355,15 +412,16 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--target", default="host", choices=target_names())
     t.add_argument("--rpc", metavar="HOST:PORT", help="RPC tracker: measure on the servers registered under --key")
     t.add_argument("--key", help="device key at the tracker (with --rpc)")
-    t.add_argument("--trials", type=int, default=48, help="trials per task (default 48; fewer if its space is)")
+    t.add_argument("--trials", type=_positive, default=48, help="trials per task (default 48; fewer if its space is)")
     t.add_argument("--log", metavar="DIR", help="log directory (default tuning_logs/<target>, e.g. host-<cpu>)")
     t.add_argument("--float-tasks", type=int, default=2, help="heaviest float conv/dense tasks to tune too")
-    t.add_argument("--threads", type=int, help="threads of the measured kernels (local runner)")
+    t.add_argument("--threads", type=_threads, help="threads of the measured kernels (local runner)")
+    t.add_argument("--trust-model", action="store_true", help=_TRUST_HELP)
     t.add_argument("--session-timeout", type=float, default=60.0, help="seconds per RPC measurement session")
-    t.add_argument("--batch", type=int, default=1)
+    t.add_argument("--batch", type=_positive, default=1)
     t.add_argument("--bits", type=int, choices=(16, 32, 64),
                    help="packed word size (default: the target's, as compile; tune what you compile)")
-    t.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
+    t.add_argument("--input-size", type=_positive, help="input height/width for zoo models (default 224)")
     t.add_argument("--seed", type=int)
     t.set_defaults(func=cmd_tune)
     add_rpc_parser(sub)
@@ -371,15 +429,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_tune(args) -> int:
+    _check_model_arg(args.model, args.trust_model)
     from .frontend.formats import import_model
     from .targets import get_target
     from .tune.driver import tune
 
     if args.threads:
         os.environ["TVM_NUM_THREADS"] = str(args.threads)  # the local runner's worker inherits it
-    model, path = (None, args.model) if _non_keras_file(args.model) else _keras_model(args.model, args.input_size)
+    if _non_keras_file(args.model):
+        model, path = None, args.model
+    else:
+        model, path = _keras_model(args.model, args.input_size, args.trust_model)
     _say(f"bnncc: importing {args.model}")
-    mod = import_model(path or model, batch_size=args.batch, bits=args.bits or get_target(args.target).word_bits)
+    mod = import_model(path or model, batch_size=args.batch, bits=args.bits or get_target(args.target).word_bits,
+                       trust_model=args.trust_model)
     try:
         report = tune(mod, args.target, log_dir=args.log, trials=args.trials, rpc=args.rpc, key=args.key,
                       float_tasks=args.float_tasks, session_timeout=args.session_timeout, seed=args.seed,

@@ -33,6 +33,7 @@ import tvm
 from tvm import relax
 
 from . import relay_ops  # noqa: F401  (registers the ops)
+from .outputs import atomic_write
 from .relay_ops.passes import FuseBinaryLayers, PackInProducers, UseWeightLayout
 from .runtime import SIGNATURE_FUNC, Executable, check_writable, load, set_num_threads
 from .schedules import CONV_BLOCKS, schedule_module
@@ -141,7 +142,7 @@ def run_phases(mod: tvm.IRModule, c: Compilation, *, until: str = PHASE_NAMES[-1
             if passes:
                 mod = tvm.transform.Sequential(passes, name=phase.name)(mod)
             if dump is not None:
-                (Path(dump) / f"{i:02d}-{phase.name}.py").write_text(mod.script())
+                atomic_write(Path(dump) / f"{i:02d}-{phase.name}.py", mod.script())
             if on_phase is not None:
                 on_phase(phase.name, mod)
             if phase.name == until:

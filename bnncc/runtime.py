@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import tempfile
 import time
@@ -19,7 +18,10 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from .elfcheck import add_checksum, host_machine, verify_library
 from .errors import BnnccError
+from .limits import check_threads
+from .outputs import check_writable
 from .targets import TargetSpec
 
 SIGNATURE_FUNC = "bnncc_signature"  # the Relax function of a compiled model that returns its signature (JSON)
@@ -31,8 +33,7 @@ def set_num_threads(n: int) -> int:
     TVM caps the pool at ``TVM_NUM_THREADS`` whenever it is reconfigured, so the variable is only ever raised
     (lowering it would cap every later call: set_num_threads(1) then (2) ran on one thread).
     """
-    if n < 1:
-        raise BnnccError(f"thread count must be at least 1, got {n}")
+    check_threads(n, "thread count")
     cur = os.environ.get("TVM_NUM_THREADS", "")
     if not cur.isdigit() or int(cur) < n:
         os.environ["TVM_NUM_THREADS"] = str(n)
@@ -114,6 +115,7 @@ class Executable:
         os.close(fd)
         try:
             self._ex.export_library(tmp, **kwargs)
+            add_checksum(tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -121,30 +123,24 @@ class Executable:
         return path
 
 
-def check_writable(path: Path) -> None:
-    """Fail before any work when an output file cannot be written (e.g. its directory does not exist)."""
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise BnnccError(f"{path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise BnnccError(f"{path}: directory {parent} is not writable")
-
-
 def load(path: str | os.PathLike) -> Executable:
-    """Load a library written by :meth:`Executable.export_library`."""
+    """Load a library written by :meth:`Executable.export_library`.
+
+    Its ELF structure is checked first (:mod:`bnncc.elfcheck`): a truncated library would be mapped past the
+    end of its file (SIGBUS) or run with parts missing. Loading runs the library's code: load only your own."""
     path = Path(path)
     if not path.is_file():
         raise BnnccError(f"{path}: no such compiled model")
-    from .rpc import library_arch
-
-    arch = library_arch(path)
-    if arch is not None and arch != platform.machine():
-        raise BnnccError(f"{path}: built for {arch}, this machine is {platform.machine()}; run it on such a "
+    info = verify_library(path)
+    if info.machine != host_machine():
+        raise BnnccError(f"{path}: built for {info.machine}, this machine is {host_machine()}; run it on such a "
                          "device (bnncc run --rpc HOST:PORT --key KEY, or deploy/)")
     try:
         ex = tvm.runtime.load_module(str(path))
     except Exception as e:  # noqa: BLE001 - TVM raises many kinds
         raise BnnccError(f"{path}: not a library bnncc can load ({str(e).splitlines()[-1]})") from None
+    if not ex.implements_function("vm_load_executable"):  # another program's library, not a Relax VM model
+        raise BnnccError(f"{path}: a shared library, but not a model compiled by bnncc (no Relax VM executable)")
     exe = Executable(ex, None, str(path))
     exe.signature = read_signature(exe)
     return exe

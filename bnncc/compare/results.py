@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from bnncc.outputs import atomic_write
+
 
 def _fmt(v: Any) -> str:
     if v is None:
@@ -133,12 +135,11 @@ def write_results(
         if notes:
             lines += [f"- {n}" for n in notes] + [""]
         Path(path_md).parent.mkdir(parents=True, exist_ok=True)
-        Path(path_md).write_text("\n".join(lines))
+        atomic_write(path_md, "\n".join(lines))
     if path_json is not None:
         Path(path_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(path_json).write_text(
-            json.dumps({"meta": full_meta, "rows": list(rows)}, indent=2, default=_json_default) + "\n"
-        )
+        atomic_write(path_json,
+                     json.dumps({"meta": full_meta, "rows": list(rows)}, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:

@@ -15,9 +15,9 @@ import signal
 import sys
 import threading
 
-import numpy as np
-
 from bnncc.errors import BnnccError
+from bnncc.inputs import load_input
+from bnncc.outputs import check_not_input, check_writable, save_outputs
 
 
 def _serve(args) -> int:
@@ -49,15 +49,13 @@ def _app(args) -> int:
 
     if args.count_insns and args.repeat < 1:
         raise BnnccError("--count-insns needs --repeat N (N >= 1): the counted region is the N timed calls")
-    inputs = [np.load(p) for p in args.input]
+    if args.output:
+        check_writable(args.output)
+        check_not_input(args.output, [args.model, *args.input])
+    inputs = [load_input(p) for p in args.input]
     res = run_deploy_app(args.model, inputs, repeat=args.repeat, count_insns=args.count_insns, cpu=args.cpu)
     if args.output:
-        if len(res.outputs) == 1:
-            np.save(args.output, res.output)
-        else:
-            base = str(args.output).removesuffix(".npy")
-            for i, o in enumerate(res.outputs):
-                np.save(f"{base}.{i}.npy", o)
+        save_outputs(args.output, res.outputs)
     for i, o in enumerate(res.outputs):
         print(f"bnncc.device: output {i}: shape {o.shape} {o.dtype}", file=sys.stderr)
     if res.insns is not None:

@@ -157,6 +157,18 @@ class ConverterTable:
 
 
 # ---------------------------------------------------------------------------------------------------- the graph
+def check_input_shape(name: str, shape: Sequence[int], source: str | None) -> None:
+    """A model input must have no zero dimension and at most :data:`bnncc.limits.MAX_TENSOR_ELEMENTS` elements."""
+    from ..limits import MAX_TENSOR_ELEMENTS
+
+    if any(int(d) <= 0 for d in shape):
+        raise FrontendError(f"input {name!r} has shape {tuple(shape)}: every dimension must be at least 1",
+                            file=source)
+    if int(np.prod([int(d) for d in shape], dtype=object)) > MAX_TENSOR_ELEMENTS:
+        raise FrontendError(f"input {name!r} has shape {tuple(shape)}: more than {MAX_TENSOR_ELEMENTS} elements",
+                            file=source)
+
+
 def const(x: Any) -> relax.Constant:
     """A float32 Relax constant."""
     return relax.const(np.ascontiguousarray(np.asarray(x, np.float32)))

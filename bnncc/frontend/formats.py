@@ -42,8 +42,10 @@ def is_onnx_model(model: Any) -> bool:
     return type(model).__name__ == "ModelProto" and type(model).__module__.startswith("onnx")
 
 
-def import_model(model: Any, *, batch_size: int | None = 1, bits: int = 32) -> tvm.IRModule:
-    """A model file (any format of :func:`model_format`), a Keras model or an ``onnx.ModelProto`` → Relax."""
+def import_model(model: Any, *, batch_size: int | None = 1, bits: int = 32, trust_model: bool = False
+                 ) -> tvm.IRModule:
+    """A model file (any format of :func:`model_format`), a Keras model or an ``onnx.ModelProto`` → Relax.
+    ``trust_model``: load Keras files whose layers carry Python code (SECURITY.md); no other format carries code."""
     if is_onnx_model(model):
         from .onnx import from_onnx
 
@@ -64,4 +66,4 @@ def import_model(model: Any, *, batch_size: int | None = 1, bits: int = 32) -> t
         return from_tflite(path)
     from .keras import from_keras, load_keras
 
-    return from_keras(load_keras(path), batch_size=batch_size or 1, bits=bits, source=path)
+    return from_keras(load_keras(path, trust_model=trust_model), batch_size=batch_size or 1, bits=bits, source=path)

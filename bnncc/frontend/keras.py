@@ -25,7 +25,19 @@ from tvm import relax
 from .. import reference
 from ..errors import BnnccError, FrontendError
 from . import bnn
-from .base import ConverterTable, Graph, Layer, LayerBuilder, Unsupported, activation, check_activation, const, shape_of
+from .base import (
+    ConverterTable,
+    Graph,
+    Layer,
+    LayerBuilder,
+    Unsupported,
+    activation,
+    check_activation,
+    check_input_shape,
+    const,
+    shape_of,
+)
+from .model_config import check_model_file
 
 KERAS = ConverterTable()
 converter = KERAS.converter
@@ -140,8 +152,12 @@ def _batchnorm(b: LayerBuilder, layer, x):
     gamma = layer.gamma.numpy() if layer.scale else np.ones(c, np.float32)
     beta = layer.beta.numpy() if layer.center else np.zeros(c, np.float32)
     mean, var = layer.moving_mean.numpy(), layer.moving_variance.numpy()
-    scale = (gamma / np.sqrt(var + layer.epsilon)).astype(np.float32)
-    shift = (beta - mean * scale).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = (gamma / np.sqrt(var + layer.epsilon)).astype(np.float32)
+        shift = (beta - mean * scale).astype(np.float32)
+    if not (np.isfinite(scale).all() and np.isfinite(shift).all()):
+        raise Unsupported(f"moving_variance + epsilon is not positive in {int((var + layer.epsilon <= 0).sum())} "
+                          "channel(s): the normalization is undefined")
     return b.emit(relax.op.add(b.emit(relax.op.multiply(x, const(scale))), const(shift)))
 
 
@@ -275,6 +291,18 @@ def _nodes(model) -> Iterator:
                 yield node
 
 
+def _check_finite(layer: Layer, source: str | None) -> None:
+    """NaN or Inf in a layer's weights or statistics would be folded into the compiled model (or break TVM's
+    constant folding): refused, naming the layer and the weight."""
+    for w in getattr(layer.obj, "weights", ()):
+        a = np.asarray(w.numpy())
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = int(a.size - np.isfinite(a).sum())
+            name = w.name.split("/")[-1].split(":")[0]
+            raise FrontendError(f"{layer.kind}: weight {name!r} holds {bad} NaN or infinite value(s) of {a.size}",
+                                file=source, layer=layer.name)
+
+
 def _as_layer(node) -> Layer:
     return Layer(node.layer.name, type(node.layer).__name__, node.layer, len(node.keras_inputs))
 
@@ -301,13 +329,17 @@ class _Import:
         if not hasattr(model, "_nodes_by_depth") or not getattr(model, "inputs", None):
             raise FrontendError("the model has no defined inputs (build it with an Input or input_shape)",
                                 file=self.source)
-        KERAS.check_all(self.layers(model), file=self.source)
+        layers = list(self.layers(model))
+        KERAS.check_all(layers, file=self.source)
+        for layer in layers:
+            _check_finite(layer, self.source)
         params = []
         for t in model.inputs:
             shape = (self.batch, *t.shape[1:])
             if any(d is None for d in shape):
                 raise FrontendError(f"input {t.name!r} has an undefined dimension {tuple(t.shape)}",
                                     file=self.source)
+            check_input_shape(t.name, shape, self.source)
             params.append(Graph.input(t.name.split(":")[0].replace("/", "_"), shape))
             self.values[id(t)] = params[-1]
 
@@ -348,16 +380,19 @@ def from_keras(model, *, batch_size: int = 1, bits: int = 32, source: str | None
                             file=source) from e
 
 
-def load_keras(path: str | Path):
-    """Load a Keras model file (.h5, .keras, SavedModel dir) with Larq's custom objects; clear errors."""
+def load_keras(path: str | Path, *, trust_model: bool = False):
+    """Load a Keras model file (.h5, .keras, SavedModel dir) with Larq's custom objects; clear errors.
+
+    The file's configuration is read as data first (:mod:`bnncc.frontend.model_config`): a model with layers
+    that carry Python code (``Lambda``) is refused unless ``trust_model``, since Keras runs that code to load it.
+    """
+    path = Path(path)
+    check_model_file(path, trust_model=trust_model)
     from .._tf import keras, lq
 
-    path = Path(path)
-    if not path.exists():
-        raise FrontendError("no such file or directory", file=str(path))
     try:
         with lq.context.quantized_scope(False):
-            return keras.models.load_model(str(path), compile=False)
+            return keras.models.load_model(str(path), compile=False, safe_mode=not trust_model)
     except Exception as e:  # noqa: BLE001 - h5py/TF raise many kinds for a broken file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FrontendError(f"not a Keras model file bnncc can read ({first[:200]})", file=str(path)) from None

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._tf import keras, tf
 from ..errors import FrontendError
+from ..zoo import ZOO_NAMES
 from . import twin
 from .binary_alexnet import binary_alexnet
 from .birealnet import birealnet18
@@ -28,6 +29,7 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "binary_alexnet": binary_alexnet,
     "binary_resnet_e18": binary_resnet_e18,
 }
+assert tuple(MODELS) == ZOO_NAMES, "bnncc.zoo.ZOO_NAMES lists the zoo for the CLI: keep it in step"
 
 CALIBRATION_BATCH = 8
 NEGATIVE_GAMMA_FRACTION = 0.1

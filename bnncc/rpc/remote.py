@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from bnncc.elfcheck import ELF_MACHINES, LibraryError, elf_machine, verify_library
 from bnncc.errors import BnnccError
 
 from .tracker import RpcError, request_session
@@ -30,8 +31,6 @@ from .tracker import RpcError, request_session
 DEFAULT_SESSION_TIMEOUT = 120.0
 DEFAULT_REQUEST_TIMEOUT = 60.0
 _GRACE = 30.0  # beyond the session timeout: the server's own timeout message should come first
-
-_ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv"}
 
 T = TypeVar("T")
 
@@ -45,13 +44,25 @@ def library_arch(path: str | Path) -> str | None:
     """The machine of an ELF shared library ("aarch64", "x86_64", ...), None if it is not ELF."""
     try:
         with open(path, "rb") as f:
-            head = f.read(20)
+            return elf_machine(f.read(20))
     except OSError:
         return None
-    if len(head) < 20 or head[:4] != b"\x7fELF":
-        return None
-    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
-    return _ELF_MACHINES.get(machine, f"ELF machine {machine}")
+
+
+def device_machine(sess, key: str) -> str | None:
+    """The architecture of the device behind an RPC session: asked from its TVM when the server has the compiler
+    library, else the key's first word when it names one (``aarch64-qemu``); None if neither tells."""
+    try:
+        triple = str(sess.get_function("target.llvm_get_system_triple")())
+        return _machine_name(triple.split("-")[0])
+    except Exception:  # noqa: BLE001 - a runtime-only server has no such function
+        pass
+    word = _machine_name(key.split("-")[0].lower())
+    return word if word in ELF_MACHINES.values() else None
+
+
+def _machine_name(word: str) -> str:
+    return {"arm64": "aarch64", "amd64": "x86_64", "aarch64_be": "aarch64"}.get(word, word)
 
 
 def _last_line(e: BaseException) -> str:
@@ -148,10 +159,19 @@ class _Remote:
         self.sess = connect(tracker, key, session_timeout=session_timeout, request_timeout=request_timeout)
         self.started = time.monotonic()
         try:
+            self._check_arch(model_so, key)
             self._load(model_so)
         except BaseException:
             self.close()
             raise
+
+    def _check_arch(self, model_so: Path, key: str) -> None:
+        """Refuse, before uploading it, a library built for another architecture than the device's."""
+        lib = library_arch(model_so)
+        device = device_machine(self.sess, key)
+        if lib is not None and device is not None and lib != device:
+            raise RemoteError(f"{model_so}: built for {lib}, but {self.where} is {device}: not uploaded (compile "
+                              "it with the device's --target, e.g. rasp4 or aarch64)")
 
     def _load(self, model_so: Path) -> None:
         from tvm import relax
@@ -223,9 +243,14 @@ def to_numpy(out, container: type = tuple) -> np.ndarray | tuple[np.ndarray, ...
 
 
 def _check_model(model_so: str | Path) -> Path:
+    """The library must be a complete ELF shared library (any architecture) before a session is requested."""
     path = Path(model_so)
     if not path.is_file():
         raise RemoteError(f"{path}: no such compiled model")
+    try:
+        verify_library(path)
+    except LibraryError as e:
+        raise RemoteError(str(e)) from None
     return path
 
 

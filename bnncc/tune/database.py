@@ -11,10 +11,7 @@ from typing import Any
 import numpy as np
 import tvm
 
-from .util import atomic_write, say, short_error
-
-WORKLOAD_FILE = "database_workload.json"
-RECORD_FILE = "database_tuning_record.json"
+from .util import RECORD_FILE, WORKLOAD_FILE, atomic_write, say, short_error
 
 
 def _json_line_ok(kind: str, obj: Any, n_workloads: int) -> str | None:
@@ -39,6 +36,16 @@ def _move_aside(path: Path, lines: Sequence[tuple[int, str, str]]) -> None:
             f.write(f"# {path.name} line {lineno}: {why}\n{text.rstrip(chr(10))}\n")
 
 
+def _lines(path: Path) -> list[str]:
+    """The lines of a database file as TVM's loader splits them: at "\n" only (str.splitlines also splits at
+    \r, \x0c, \x1c, \u2028..., and records would then point at other workloads than TVM reads: it crashed)."""
+    if not path.is_file():
+        return []
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
 def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = say) -> int:
     """Check every line of a MetaSchedule JSON database (``database_workload.json`` and
     ``database_tuning_record.json`` in ``directory``) and move the lines that do not parse to ``<file>.corrupt``,
@@ -50,7 +57,7 @@ def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = sa
     wpath, rpath = directory / WORKLOAD_FILE, directory / RECORD_FILE
     moved = 0
     # workloads
-    wlines = wpath.read_text(errors="replace").splitlines(keepends=True) if wpath.is_file() else []
+    wlines = _lines(wpath)
     good_w: list[str] = []
     workloads: list[Any] = []
     remap: dict[int, int] = {}
@@ -74,7 +81,7 @@ def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = sa
             bad_w.append((lineno, text, why))
         index += 1
     # records
-    rlines = rpath.read_text(errors="replace").splitlines(keepends=True) if rpath.is_file() else []
+    rlines = _lines(rpath)
     good_r: list[str] = []
     bad_r: list[tuple[int, str, str]] = []
     n_all = index
@@ -99,6 +106,10 @@ def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = sa
             bad_r.append((lineno, text, why))
     for path, bad, good in ((wpath, bad_w, good_w), (rpath, bad_r, good_r)):
         if not bad:
+            # TVM must read exactly the lines checked here: a line of blanks or bytes that are not UTF-8 (which
+            # the fuzzer found: TVM failed, or crashed) are dropped or replaced, silently.
+            if path.is_file() and path.read_bytes() != "".join(good).encode():
+                atomic_write(path, "".join(good))
             continue
         for lineno, _text, why in bad:
             warn(f"bnncc: warning: {path}:{lineno}: corrupt tuning database line skipped ({why}); "

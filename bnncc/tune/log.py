@@ -20,7 +20,7 @@ from bnncc.targets import TargetSpec, get_target
 
 from .database import RECORD_FILE, open_database
 from .describe import call_counts, describe, normalize
-from .util import say, short_error
+from .util import check_log_dir, say, short_error
 
 REPO = Path(__file__).resolve().parents[2]  # the source tree: this file is bnncc/tune/log.py in it
 SUMMARY_FILE = "summary.json"
@@ -59,9 +59,13 @@ def read_summary(log_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        say(f"bnncc: warning: {path}: unreadable ({e}); starting a new summary (old one kept as .corrupt)")
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+        return summary
+    except (OSError, ValueError, RecursionError) as e:
+        say(f"bnncc: warning: {path}: unreadable ({str(e)[:200]}); starting a new summary (old one kept as "
+            ".corrupt)")
         shutil.copy(path, f"{path}.corrupt")
         return {}
 
@@ -86,11 +90,10 @@ class TuningLog:
         if arg == "auto":
             path = default_log_dir(spec)
             return cls(path if (path / RECORD_FILE).is_file() else None, spec)
-        path = Path(arg)
-        if not path.is_dir():
-            raise TuningError(f"{path}: no such tuning log directory")
-        if not (path / RECORD_FILE).is_file():
-            raise TuningError(f"{path}: not a tuning log (no {RECORD_FILE}; bnncc tune writes one)")
+        try:
+            path = check_log_dir(arg)
+        except BnnccError as e:
+            raise TuningError(str(e)) from None
         meta = read_summary(path).get("target", {})
         if meta and meta.get("log_name") != log_name(spec):
             raise TuningError(f"{path} was tuned for {meta.get('log_name')}, not for {log_name(spec)} "

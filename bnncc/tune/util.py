@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from bnncc.errors import BnnccError
+from bnncc.outputs import atomic_write
+
+__all__ = ["RECORD_FILE", "WORKLOAD_FILE", "atomic_write", "check_log_dir", "say", "short_error"]
+
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
 
 
 def say(msg: str) -> None:
@@ -20,10 +26,14 @@ def short_error(e: BaseException) -> str:
     return msg[:200]
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` at once: a reader (or a crash) never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+
+
+def check_log_dir(path: str | Path) -> Path:
+    """A tuning log directory given by the user must exist and hold a record file (checked before any import
+    of TVM; its records are checked line by line when it is opened)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BnnccError(f"{path}: no such tuning log directory")
+    if not (path / RECORD_FILE).is_file():
+        raise BnnccError(f"{path}: not a tuning log (no {RECORD_FILE}; bnncc tune writes one)")
+    return path

@@ -1,0 +1,47 @@
+"""The fuzz targets of tests/fuzz/ in the default suite: each target runs a few seconds of atheris on its seed
+corpus (in a subprocess: a crash must not take pytest down), and every input a fuzzer found a bug with
+(tests/fuzz/regressions/<target>/) is replayed. The long mode is documented in benchmarks/results/fuzz.md."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # tests.fuzz.<target> as `python -m` names them
+
+from tests.fuzz.harness import TARGETS, checked  # noqa: E402
+
+REGRESSIONS = sorted((REPO / "tests" / "fuzz" / "regressions").glob("*/*"))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_short_fuzz_run(target, tmp_path):
+    pytest.importorskip("atheris")
+    env = {**os.environ, "BNNCC_FUZZ_CORPUS": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    r = subprocess.run([sys.executable, "-m", f"tests.fuzz.{target}", "-runs=3000", "-max_total_time=5"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "Done " in r.stderr, r.stderr[-4000:]
+    assert not list(tmp_path.glob(f"{target}-crash-*"))
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=[f"{p.parent.name}/{p.name}" for p in REGRESSIONS])
+def test_found_input_is_handled(path):
+    module = importlib.import_module(f"tests.fuzz.{path.parent.name}")
+    checked(module.one_input)(path.read_bytes())  # raises for anything but a one-line BnnccError
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_seeds_are_accepted_or_refused_cleanly(target):
+    module = importlib.import_module(f"tests.fuzz.{target}")
+    seeds = module.seeds()
+    assert seeds
+    for data in seeds.values():
+        checked(module.one_input)(data)
