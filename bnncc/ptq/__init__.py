@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from ..lazy import lazy_exports
 from .ranges import METHODS, QParams, activation_qparams, weight_qparams
-from .rewrite import Layer, find_layers, quantize_layers, tap_module
+
+# TVM only when a function needs it: `bnncc --help` lists the calibration methods from here.
+_lazy, __getattr__, __dir__ = lazy_exports(__name__, {".rewrite": ("Layer", "find_layers", "quantize_layers",
+                                                                    "tap_module")})
 
 RESERVOIR = 1 << 21  # calibration values kept per layer for the percentile / MSE methods
 SQNR_SAMPLES = 2  # calibration samples the SQNR report recomputes each layer on
@@ -36,7 +40,7 @@ class Report:
                 for r in self.layers]
 
 
-def _layer_float(layer: Layer, x: np.ndarray) -> np.ndarray:
+def _layer_float(layer, x: np.ndarray) -> np.ndarray:
     from .. import reference
 
     if layer.kind == "dense":
@@ -46,7 +50,7 @@ def _layer_float(layer: Layer, x: np.ndarray) -> np.ndarray:
     return cols @ layer.weight.reshape(-1, layer.weight.shape[-1]).astype(np.float64)
 
 
-def _layer_int8(layer: Layer, x: np.ndarray, q: QParams) -> np.ndarray:
+def _layer_int8(layer, x: np.ndarray, q: QParams) -> np.ndarray:
     from .. import reference
 
     wq, sw = weight_qparams(layer.weight)
@@ -73,6 +77,7 @@ def quantize_model(mod, calibration: np.ndarray, *, method: str = "minmax", keep
     ``keep_first_last``: also the first and the last quantizable layer."""
     from ..errors import BnnccError
     from ..pipeline import build
+    from .rewrite import find_layers, quantize_layers, tap_module
 
     if method not in METHODS:
         raise BnnccError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -134,5 +139,5 @@ def quantize_model(mod, calibration: np.ndarray, *, method: str = "minmax", keep
     return quantize_layers(mod, qparams), report
 
 
-__all__ = ["METHODS", "Layer", "QParams", "Report", "activation_qparams", "find_layers", "quantize_layers",
-           "quantize_model", "sqnr_db", "tap_module", "weight_qparams"]
+__all__ = ["METHODS", "QParams", "Report", "activation_qparams", "quantize_model", "sqnr_db", "weight_qparams",
+           *_lazy]
