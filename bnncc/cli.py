@@ -1,4 +1,4 @@
-"""Command line: ``bnncc compile | run | bench | models | demo`` (also ``python -m bnncc``).
+"""Command line: ``bnncc compile | run | bench | profile | analyze | models | demo`` (also ``python -m bnncc``).
 
 Exit codes: 0 success, 1 an internal failure (a bug: please report it), 2 bad input (a clear one-line error).
 Progress and summaries go to stderr; only requested data goes to files/stdout.
@@ -109,6 +109,10 @@ def cmd_compile(args) -> int:
     _say(f"  binary ops: {stats['binary_ops']}  float ops: {stats['float_ops']}  "
          f"packed between binary layers: {stats['packed_outputs']}")
     _say(f"  size: {_size(so_size)} (vs {_size(ref_size)} of {what}: {ref_size / so_size:.1f}x smaller)")
+    mem = stats.get("memory")
+    if mem:
+        _say(f"  memory: peak activations {_size(mem['peak_activation_bytes'])} (memory plan), "
+             f"weights {_size(mem['weight_bytes'])}")
     from .tune.log import describe_tuning  # tuning
 
     _say(f"  {describe_tuning(stats)}")
@@ -210,6 +214,59 @@ def cmd_bench(args) -> int:
                       "repeats": args.repeats}))
     _say(f"bnncc: {args.model}: median {ms:.3f} ms over {args.repeats} runs ({args.threads or 'all'} threads)")
     return 0
+
+
+def _compiled(spec: str, target: str, input_size: int | None):
+    """A compiled .so, or a model/zoo name compiled now: (Executable, display name)."""
+    from .runtime import load
+
+    if spec.endswith(".so"):
+        return load(spec), Path(spec).stem
+    model, path = _keras_model(spec, input_size)
+    _say(f"bnncc: compiling {spec} for {target}")
+    from . import compile as bnncc_compile
+
+    return bnncc_compile(model, target, name=Path(path).stem if path else spec, tuning_log="auto"), Path(spec).stem
+
+
+def cmd_profile(args) -> int:
+    from .targets import get_target
+
+    if args.rpc or not get_target(args.target).is_native:
+        raise BnnccError("profile times kernels on this machine only: per-layer instruction counts on an "
+                         "emulated aarch64 device are not implemented yet")
+    if args.repeats < 1:
+        raise BnnccError(f"--repeats must be at least 1, got {args.repeats}")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_writable_prefix(out)
+    if not args.no_plots and out is not None:
+        from .profile.plots import pyplot
+
+        pyplot()  # fail now, not after the measurement, when matplotlib is missing
+    exe, name = _compiled(args.model, args.target, args.input_size)
+    from .profile import format_profile, profile
+
+    _say(f"bnncc: profiling {name}: roofline probes, then {args.repeats} instrumented + {args.repeats} plain runs")
+    p = profile(exe, threads=args.threads, repeats=args.repeats)
+    print(format_profile(p, top=args.top))
+    if out is not None:
+        from .tune.util import atomic_write
+
+        atomic_write(out.with_name(out.name + ".json"), json.dumps(p, indent=1, default=float) + "\n")
+        written = [out.with_name(out.name + ".json")]
+        if not args.no_plots:
+            from .profile.plots import write_charts
+
+            written += write_charts(p, out)
+        _say(f"bnncc: wrote {', '.join(str(w) for w in written)}")
+    return 0
+
+
+def check_writable_prefix(prefix: Path) -> None:
+    from .runtime import check_writable
+
+    check_writable(prefix.with_name(prefix.name + ".json"))
 
 
 def cmd_models(args) -> int:
@@ -315,6 +372,19 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--layers", default="L1,L2,L3,L4,L5", help="with --compare: the layers of docs/benchmarks.md")
     b.add_argument("--out", help="with --compare: results path without suffix ('' for none)")
     b.set_defaults(func=cmd_bench)
+
+    pr = sub.add_parser("profile", help="time per source layer of a model: MACs by precision, G-MAC/s, fraction of "
+                                        "the roofline, share; table, JSON and charts")
+    pr.add_argument("model", help="a compiled .so, a .h5/.keras file, a SavedModel directory, or a zoo name")
+    pr.add_argument("--target", default="host", choices=target_names())
+    _remote_options(pr, "profile on a remote device (not implemented yet)")
+    pr.add_argument("--threads", type=int, help="TVM threads (default: every core this process may use)")
+    pr.add_argument("--repeats", type=int, default=30, help="instrumented and plain runs each (default 30)")
+    pr.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
+    pr.add_argument("--out", metavar="PREFIX", help="write PREFIX.json, PREFIX-layers.png, PREFIX-cumulative.png")
+    pr.add_argument("--no-plots", action="store_true", help="with --out: the JSON only (no matplotlib needed)")
+    pr.add_argument("--top", type=int, help="list only the N slowest kernel calls")
+    pr.set_defaults(func=cmd_profile)
 
     m = sub.add_parser("models", help="the model zoo with parameter and MAC counts")
     m.add_argument("--full", action="store_true", help="build with weights (slower; same counts)")

@@ -5,16 +5,22 @@ writes the module after each phase to ``DIR/NN-<phase>.py``):
 
     import             the frontend's module, as given
     graph              BatchNorm/activations folded into the binary ops' output transform; activations kept packed
-                       between binary layers; max-pool of signs → binary max-pool (FuseBinaryLayers)
+                       between binary layers; max-pool of signs → binary max-pool (FuseBinaryLayers); each
+                       conv/dense records its MACs (AnnotateMacs)
     layout             bconv2d weights stored HWIO, output channels contiguous (UseWeightLayout)
     legalize           every op → a TE PrimFunc; compile-time constants folded (incl. padding correction tables)
     fuse               operators grouped into kernels (FuseOps)
     pack_in_producers  a bitpack of a conv's float output joins that conv's kernel (PackInProducers)
-    fuse_tir           each group → one PrimFunc (FuseTIR): what tuning extracts its tasks from
+    fuse_tir           each group → one PrimFunc (FuseTIR): what tuning extracts its tasks from; each kernel call's
+                       source layers and MACs recorded (``stats["kernels"]``, in execution order)
     tuning             tuned schedules of the tuning log replace the defaults where it has records
     schedule           bnncc's default schedules for the other PrimFuncs (bnncc.schedules, per target family)
     signature          the model's signature recorded in the library (function ``bnncc_signature``)
-    vm                 Relax VM lowering: dataflow lowering, memory planning, shape lowering
+    vm                 Relax VM lowering: dataflow lowering, memory planning, shape lowering; the memory plan's
+                       activation bytes and the weight bytes recorded (``stats["memory"]``, also in the signature)
+
+Source-layer attribution (what ``bnncc profile`` reports): every call carries the layers it computes in its span,
+through every phase up to FuseTIR (:mod:`bnncc.provenance`).
 
 then code generation (``tvm.compile``: the PrimFuncs through TVM's TIR pipeline and LLVM, the VM bytecode).
 """
@@ -32,8 +38,12 @@ from typing import Any
 import tvm
 from tvm import relax
 
-from . import relay_ops  # noqa: F401  (registers the ops)
-from .relay_ops.passes import FuseBinaryLayers, PackInProducers, UseWeightLayout
+from . import (
+    memory,
+    provenance,
+    relay_ops,  # noqa: F401  (registers the ops)
+)
+from .relay_ops.passes import AnnotateMacs, FuseBinaryLayers, PackInProducers, UseWeightLayout
 from .runtime import SIGNATURE_FUNC, Executable, check_writable, load, set_num_threads
 from .schedules import CONV_BLOCKS, schedule_module
 from .targets import TargetSpec, get_target
@@ -90,6 +100,11 @@ def _schedule(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
 @_module_pass("AttachSignature")
 def _attach_signature(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
     sig = signature_of(mod, c.spec, c.name)
+    if "kernels" in c.stats:  # what bnncc profile attributes a library's kernel times by
+        sig["kernels"] = c.stats["kernels"]
+    layers = mod.get_attr(provenance.SOURCE_LAYERS_ATTR)
+    if layers is not None:
+        sig["layers"] = json.loads(str(layers))
     c.stats["signature"] = sig
     bb = relax.BlockBuilder(mod)
     with bb.function(SIGNATURE_FUNC, []):
@@ -97,26 +112,47 @@ def _attach_signature(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
     return bb.get()
 
 
+@_module_pass("FuseTIRRecordingKernels")
+def _fuse_tir(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
+    sites = provenance.kernel_sites(mod)
+    mod = relax.transform.FuseTIR()(mod)
+    callees = provenance.call_tir_callees(mod)
+    if len(callees) != len(sites):  # FuseTIR maps each kernel call to one call_tir; anything else is a bnncc bug
+        raise RuntimeError(f"FuseTIR made {len(callees)} kernel calls of {len(sites)}")
+    c.stats["kernels"] = [{"kernel": k, **s} for k, s in zip(callees, sites, strict=True)]
+    return mod
+
+
+@_module_pass("RecordMemory")
+def _record_memory(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
+    c.stats["memory"] = memory.planned(mod)
+    if SIGNATURE_FUNC in [gv.name_hint for gv in mod.get_global_vars()]:
+        c.stats["signature"]["memory"] = c.stats["memory"]
+        mod = memory.with_signature(mod, SIGNATURE_FUNC, json.dumps(c.stats["signature"]))
+    return mod
+
+
 def _legalize_passes(c: Compilation) -> list[tvm.transform.Pass]:
     T = relax.transform
-    return [relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), T.LegalizeOps(),
-            T.AnnotateTIROpPattern(), T.FoldConstant()]
+    keep = provenance.keep_layers  # legalized calls keep the layers their variables had
+    return [relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), keep(T.LegalizeOps()),
+            T.AnnotateTIROpPattern(), keep(T.FoldConstant())]
 
 
 def _vm_passes(c: Compilation) -> list[tvm.transform.Pass]:
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
-    return [*cpu.dataflow_lower_passes(c.target), *cpu.finalize_passes(c.target)]
+    return [*cpu.dataflow_lower_passes(c.target), *cpu.finalize_passes(c.target), _record_memory(c)]
 
 
 PHASES: tuple[Phase, ...] = (
     Phase("import", lambda c: []),
-    Phase("graph", lambda c: [FuseBinaryLayers(), _record_graph_stats(c)]),
-    Phase("layout", lambda c: [UseWeightLayout("HWIO")]),
+    Phase("graph", lambda c: [FuseBinaryLayers(), AnnotateMacs(), _record_graph_stats(c)]),
+    Phase("layout", lambda c: [provenance.keep_layers(UseWeightLayout("HWIO"))]),
     Phase("legalize", _legalize_passes),
     Phase("fuse", lambda c: [relax.transform.FuseOps()]),
     Phase("pack_in_producers", lambda c: [PackInProducers(CONV_BLOCKS)]),
-    Phase("fuse_tir", lambda c: [relax.transform.FuseTIR()]),
+    Phase("fuse_tir", lambda c: [_fuse_tir(c)]),
     Phase("tuning", lambda c: [_apply_tuning(c)] if c.tuning is not None else []),
     Phase("schedule", lambda c: [_schedule(c)]),
     Phase("signature", lambda c: [_attach_signature(c)]),

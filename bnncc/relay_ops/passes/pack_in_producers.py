@@ -59,7 +59,7 @@ def _with_bitpack(func: relax.Function, pack: relax.Call) -> relax.Function:
     seq = func.body
     y = seq.body
     bits = relax.Var("bits", pack.ty)
-    call = relax.Call(_CALL_TIR, [pack.args[0], relax.Tuple([y])], pack.attrs, pack.ty_args)
+    call = relax.Call(_CALL_TIR, [pack.args[0], relax.Tuple([y])], pack.attrs, pack.ty_args, pack.span)
     last = seq.blocks[-1]
     blocks = [*seq.blocks[:-1], type(last)([*last.bindings, relax.VarBinding(bits, call)])]
     return relax.Function(func.params, relax.SeqExpr(blocks, relax.Tuple([y, bits])),

@@ -1,0 +1,111 @@
+"""The per-layer profile of a compiled model: each kernel call with the source layers it computes, its MACs per
+precision, its median time, achieved G-MAC/s and fraction of this machine's roofline for that precision, its share
+of the total; every source layer of the model mapped to the kernel calls that compute it; the sum of the kernel
+times reconciled against the end-to-end median latency. Plain data (JSON-ready dicts) and a terminal table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import BnnccError
+from ..provenance import PRECISIONS
+from .measure import Timings
+
+# What a kernel computes in, for the charts and the RQ1 shares: its MACs' precision, else (no MACs) whether it
+# runs bnncc's binary data ops (bitpack, binary max-pool) or float ones (pooling, adds, softmax, ...).
+CATEGORIES = ("binary", "int8", "float", "binary, no MACs", "float, no MACs")
+BINARY_CATEGORIES = ("binary", "binary, no MACs")
+
+
+def category(kernel: dict[str, Any]) -> str:
+    macs = kernel.get("macs", {})
+    for p in PRECISIONS:
+        if macs.get(p):
+            return p
+    return "binary, no MACs" if kernel.get("bnncc") else "float, no MACs"
+
+
+def kernel_record(signature: dict[str, Any] | None) -> list[dict[str, Any]]:
+    kernels = (signature or {}).get("kernels")
+    if not kernels:
+        raise BnnccError("this library records no kernel-to-layer table (built by an older bnncc): recompile it")
+    return kernels
+
+
+def build_profile(signature: dict[str, Any], timings: Timings, roofline: dict[str, float],
+                  meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The profile of one model (see the module doc). ``roofline``: G-MAC/s per precision measured on this
+    machine with the same thread count (a precision without a measured roofline gets no fraction)."""
+    kernels = kernel_record(signature)
+    order = {name: i for i, (name, _kind) in enumerate(signature.get("layers", []))}
+    med_ms = timings.kernel_median_s() * 1e3
+    e2e_ms = float(np.median(timings.end_to_end_s)) * 1e3
+    total = float(med_ms.sum())
+    rows = []
+    for i, (k, ms) in enumerate(zip(kernels, med_ms, strict=True)):
+        macs = {p: int(k.get("macs", {}).get(p, 0)) for p in PRECISIONS}
+        cat = category(k)
+        n = sum(macs.values())
+        gmacs = n / (ms * 1e-3) / 1e9 if n and ms > 0 else None
+        peak = roofline.get(cat)
+        rows.append({"index": i, "kernel": k["kernel"],
+                     "layers": sorted(k["layers"], key=lambda name: order.get(name, len(order))),
+                     "category": cat, "macs": macs, "ms": float(ms), "share": float(ms) / total if total else 0.0,
+                     "gmacs": gmacs, "roofline_fraction": gmacs / peak if gmacs and peak else None})
+    covered: dict[str, list[int]] = {}
+    for r in rows:
+        for name in r["layers"]:
+            covered.setdefault(name, []).append(r["index"])
+    layers = [{"name": name, "kind": kind, "kernels": covered.get(name, [])}
+              for name, kind in signature.get("layers", [])]
+    by_cat = {c: float(sum(r["ms"] for r in rows if r["category"] == c)) for c in CATEGORIES}
+    return {"model": signature.get("model"), "target": signature.get("target", {}).get("name"),
+            **(meta or {}), "roofline_gmacs": roofline,
+            "end_to_end_ms": e2e_ms, "sum_of_kernels_ms": total,
+            "sum_over_end_to_end": total / e2e_ms if e2e_ms else None,
+            "runs": int(timings.kernel_s.shape[0]), "ms_by_category": by_cat,
+            "macs": {p: sum(r["macs"][p] for r in rows) for p in PRECISIONS},
+            "memory": signature.get("memory"), "kernels": rows, "layers": layers,
+            "layers_without_kernel": [x["name"] for x in layers if not x["kernels"]]}
+
+
+def _label(layers: Sequence[str], width: int = 44) -> str:
+    text = " + ".join(layers) if layers else "(no source layer)"
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _mmacs(macs: dict[str, int]) -> str:
+    parts = [f"{v / 1e6:.1f}{p[0]}" for p, v in macs.items() if v]
+    return " ".join(parts) or "-"
+
+
+def format_profile(p: dict[str, Any], top: int | None = None) -> str:
+    """The terminal table: kernel calls in execution order (or the ``top`` slowest), then the reconciliation."""
+    rows = p["kernels"] if top is None else sorted(p["kernels"], key=lambda r: -r["ms"])[:top]
+    head = f"{'#':>3} {'source layers':44s} {'precision':15s} {'MMACs':>12s} {'ms':>8s} {'share':>6s} " \
+           f"{'GMAC/s':>8s} {'roof':>5s}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        g = f"{r['gmacs']:8.1f}" if r["gmacs"] else f"{'-':>8s}"
+        f = f"{r['roofline_fraction']:5.0%}" if r["roofline_fraction"] else f"{'-':>5s}"
+        lines.append(f"{r['index']:3d} {_label(r['layers']):44s} {r['category']:15s} {_mmacs(r['macs']):>12s} "
+                     f"{r['ms']:8.3f} {r['share']:6.1%} {g} {f}")
+    lines.append("-" * len(head))
+    lines.append(f"sum of {len(p['kernels'])} kernel calls {p['sum_of_kernels_ms']:.3f} ms = "
+                 f"{p['sum_over_end_to_end']:.1%} of the end-to-end median {p['end_to_end_ms']:.3f} ms "
+                 f"({p['runs']} runs each)")
+    shares = ", ".join(f"{c} {ms / p['sum_of_kernels_ms']:.0%}" for c, ms in p["ms_by_category"].items() if ms)
+    lines.append(f"by precision: {shares}")
+    missing = p["layers_without_kernel"]
+    lines.append(f"{len(p['layers'])} source layers, each in a kernel above"
+                 + (f" except {len(missing)} that compute nothing at run time (identities, reshapes, or "
+                    f"folded at compile time): {', '.join(missing)}" if missing else ""))
+    m = p.get("memory")
+    if m:
+        lines.append(f"memory: peak activations {m['peak_activation_bytes'] / 2**10:.1f} KiB (memory plan), "
+                     f"weights {m['weight_bytes'] / 2**10:.1f} KiB")
+    return "\n".join(lines)
