@@ -68,11 +68,3 @@ def planned(mod: tvm.IRModule) -> dict[str, int]:
     peak, total = activation_bytes(main)
     weights = sum(c.value.numpy().nbytes for c in _weights(main))
     return {"peak_activation_bytes": peak, "planned_activation_bytes": total, "weight_bytes": int(weights)}
-
-
-def with_signature(mod: tvm.IRModule, name: str, text: str) -> tvm.IRModule:
-    """``mod`` whose function ``name`` (the VM-lowered signature function) returns ``text`` instead."""
-    old = mod[name]
-    mod = mod.clone()
-    mod[name] = relax.Function(old.params, relax.expr.String(text), old.ret_ty, old.is_pure, old.attrs)
-    return mod

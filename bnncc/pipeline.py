@@ -100,8 +100,6 @@ def _schedule(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
 @_module_pass("AttachSignature")
 def _attach_signature(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
     sig = signature_of(mod, c.spec, c.name)
-    if "kernels" in c.stats:  # what bnncc profile attributes a library's kernel times by
-        sig["kernels"] = c.stats["kernels"]
     layers = mod.get_attr(provenance.SOURCE_LAYERS_ATTR)
     if layers is not None:
         sig["layers"] = json.loads(str(layers))
@@ -112,6 +110,12 @@ def _attach_signature(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
     return bb.get()
 
 
+@_module_pass("FuseOpsLabellingCalls")
+def _fuse_ops(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
+    # each fused call names the layers it computes (the fused functions are shared between call sites)
+    return provenance.label_fused_calls(mod, relax.transform.FuseOps()(mod))
+
+
 @_module_pass("FuseTIRRecordingKernels")
 def _fuse_tir(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
     sites = provenance.kernel_sites(mod)
@@ -119,16 +123,33 @@ def _fuse_tir(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
     callees = provenance.call_tir_callees(mod)
     if len(callees) != len(sites):  # FuseTIR maps each kernel call to one call_tir; anything else is a bnncc bug
         raise RuntimeError(f"FuseTIR made {len(callees)} kernel calls of {len(sites)}")
-    c.stats["kernels"] = [{"kernel": k, **s} for k, s in zip(callees, sites, strict=True)]
+    c.stats["kernels"] = [{"kernel": k, **s, **({"view": True} if provenance.is_view(mod, k) else {})}
+                          for k, s in zip(callees, sites, strict=True)]
     return mod
 
 
-@_module_pass("RecordMemory")
-def _record_memory(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
+def _with_signature(mod: tvm.IRModule, name: str, text: str) -> tvm.IRModule:
+    """``mod`` whose VM-lowered signature function ``name`` returns ``text`` instead."""
+    old = mod[name]
+    mod = mod.clone()
+    text_expr = relax.BlockBuilder().normalize(relax.expr.String(text))
+    body = relax.SeqExpr(old.body.blocks, text_expr) if isinstance(old.body, relax.SeqExpr) else text_expr
+    mod[name] = relax.BlockBuilder().normalize(relax.Function(old.params, body, old.ret_ty, old.is_pure, old.attrs))
+    return mod
+
+
+@_module_pass("RecordLoweredModel")
+def _record_lowered(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
+    """The kernels that still run after VM lowering, and the memory plan, into the stats and the signature."""
+    if "kernels" in c.stats:
+        c.stats["kernels"] = provenance.align(c.stats["kernels"], provenance.lowered_kernel_calls(mod))
     c.stats["memory"] = memory.planned(mod)
     if SIGNATURE_FUNC in [gv.name_hint for gv in mod.get_global_vars()]:
-        c.stats["signature"]["memory"] = c.stats["memory"]
-        mod = memory.with_signature(mod, SIGNATURE_FUNC, json.dumps(c.stats["signature"]))
+        sig = c.stats["signature"]
+        sig["memory"] = c.stats["memory"]
+        if "kernels" in c.stats:  # what bnncc profile attributes a library's kernel times by
+            sig["kernels"] = c.stats["kernels"]
+        mod = _with_signature(mod, SIGNATURE_FUNC, json.dumps(sig))
     return mod
 
 
@@ -142,7 +163,7 @@ def _legalize_passes(c: Compilation) -> list[tvm.transform.Pass]:
 def _vm_passes(c: Compilation) -> list[tvm.transform.Pass]:
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
-    return [*cpu.dataflow_lower_passes(c.target), *cpu.finalize_passes(c.target), _record_memory(c)]
+    return [*cpu.dataflow_lower_passes(c.target), *cpu.finalize_passes(c.target), _record_lowered(c)]
 
 
 PHASES: tuple[Phase, ...] = (
@@ -150,7 +171,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("graph", lambda c: [FuseBinaryLayers(), AnnotateMacs(), _record_graph_stats(c)]),
     Phase("layout", lambda c: [provenance.keep_layers(UseWeightLayout("HWIO"))]),
     Phase("legalize", _legalize_passes),
-    Phase("fuse", lambda c: [relax.transform.FuseOps()]),
+    Phase("fuse", lambda c: [_fuse_ops(c)]),
     Phase("pack_in_producers", lambda c: [PackInProducers(CONV_BLOCKS)]),
     Phase("fuse_tir", lambda c: [_fuse_tir(c)]),
     Phase("tuning", lambda c: [_apply_tuning(c)] if c.tuning is not None else []),
