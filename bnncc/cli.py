@@ -269,6 +269,22 @@ def check_writable_prefix(prefix: Path) -> None:
     check_writable(prefix.with_name(prefix.name + ".json"))
 
 
+def cmd_analyze(args) -> int:
+    from . import analyze
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(analyze.ZOO)
+    if args.repeats < 1:
+        raise BnnccError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.input_size < 32:
+        raise BnnccError(f"--input-size must be at least 32, got {args.input_size}")
+    for m in models:
+        if not Path(m).exists() and m not in analyze.ZOO:
+            raise BnnccError(f"{m}: no such file, and not a zoo model ({', '.join(analyze.ZOO)})")
+    analyze.run(models, args.out, threads=args.threads, repeats=args.repeats, input_size=args.input_size,
+                rq2=not args.no_rq2)
+    return 0
+
+
 def cmd_models(args) -> int:
     from . import models
 
@@ -385,6 +401,17 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-plots", action="store_true", help="with --out: the JSON only (no matplotlib needed)")
     pr.add_argument("--top", type=int, help="list only the N slowest kernel calls")
     pr.set_defaults(func=cmd_profile)
+
+    a = sub.add_parser("analyze", help="the LCE paper's RQ1-RQ3 on this machine: latency by precision, the cost "
+                                       "of float shortcuts, MACs vs latency; DIR/report.md with figures")
+    a.add_argument("--models", help="comma-separated zoo names and/or Keras model files (default: the zoo)")
+    a.add_argument("--out", default="bnncc-analysis", metavar="DIR", help="output directory (default "
+                                                                         "bnncc-analysis)")
+    a.add_argument("--threads", type=int, help="TVM threads (default: every core this process may use)")
+    a.add_argument("--repeats", type=int, default=30, help="runs per measurement (default 30)")
+    a.add_argument("--input-size", type=int, default=224, help="input height/width of zoo models (default 224)")
+    a.add_argument("--no-rq2", action="store_true", help="skip RQ2 (QuickNet stages with/without shortcuts)")
+    a.set_defaults(func=cmd_analyze)
 
     m = sub.add_parser("models", help="the model zoo with parameter and MAC counts")
     m.add_argument("--full", action="store_true", help="build with weights (slower; same counts)")

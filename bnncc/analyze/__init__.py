@@ -1,0 +1,118 @@
+"""``bnncc analyze``: the LCE paper's architecture questions (RQ1–RQ3) answered on this machine, for the zoo and
+any model given, in one report (``DIR/report.md`` with its figures, ``DIR/analysis.json`` with every number).
+
+RQ1: where each network's latency goes, by precision (binary vs full-precision kernels), from its profile.
+RQ2: what QuickNet's full-precision shortcuts cost: its stages with vs without them (:mod:`.blocks`).
+RQ3: how well MAC counts predict latency across networks: a least-squares line, its correlation, the networks
+far off it named, with what their profiles say of why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BnnccError
+
+ZOO = ("quicknet_small", "quicknet", "quicknet_large", "birealnet18", "binary_alexnet", "binary_resnet_e18")
+
+
+def _keras(spec: str, size: int):
+    from .. import models
+
+    if Path(spec).exists():
+        from ..frontend.keras import load_keras
+
+        return load_keras(spec), Path(spec).stem
+    if spec not in models.MODELS:
+        raise BnnccError(f"{spec}: no such file, and not a zoo model ({', '.join(models.MODELS)})")
+    return models.build(spec, input_shape=(size, size, 3)), spec
+
+
+def _compile(model, name: str):
+    from .. import compile as bnncc_compile
+
+    return bnncc_compile(model, "host", tuning_log="auto", name=name)
+
+
+def _interleaved_medians(exes: Sequence, x: np.ndarray, repeats: int) -> list[float]:
+    """Median ms of each executable, timed in alternating single runs (the same machine load for all)."""
+    import tvm
+
+    args = [tvm.runtime.tensor(x)]
+    fs = [e.vm["main"] for e in exes]
+    for f in fs:
+        for _ in range(3):
+            f(*args)
+    samples: list[list[float]] = [[] for _ in fs]
+    for _ in range(repeats):
+        for f, s in zip(fs, samples, strict=True):
+            t0 = time.perf_counter()
+            f(*args)
+            s.append(time.perf_counter() - t0)
+    return [float(np.median(s)) * 1e3 for s in samples]
+
+
+def shortcut_costs(threads: int, repeats: int, progress: Callable[[str], None], shapes=None) -> list[dict]:
+    """RQ2: each QuickNet stage's median latency with and without its float shortcuts."""
+    from ..runtime import set_num_threads
+    from . import blocks
+
+    shapes = shapes or blocks.QUICKNET_STAGES
+    rows = []
+    for i, (label, with_sc, without) in enumerate(blocks.stages(shapes), 1):
+        progress(f"bnncc analyze: RQ2 [{i}/{len(shapes)}] stage {label}: compiling both variants")
+        exes = [_compile(with_sc, with_sc.name), _compile(without, without.name)]
+        set_num_threads(threads)
+        x = np.random.default_rng(0).standard_normal((1, *with_sc.inputs[0].shape[1:])).astype(np.float32)
+        w, wo = _interleaved_medians(exes, x, repeats)
+        rows.append({"stage": label, "blocks": blocks.BLOCKS_PER_STAGE, "with_ms": w, "without_ms": wo,
+                     "shortcut_share": (w - wo) / w if w else 0.0})
+    return rows
+
+
+def run(models: Sequence[str] = ZOO, out: str | Path = "bnncc-analysis", *, threads: int | None = None,
+        repeats: int = 30, input_size: int = 224, rq2: bool = True,
+        rq2_shapes: Sequence[tuple[int, int]] | None = None,
+        progress: Callable[[str], None] | None = None) -> Path:
+    """Profile every model, run RQ2, write ``out/report.md`` (+ figures, profiles, analysis.json); returns it."""
+    from ..compare import roofline as R
+    from ..compare.results import collect_meta
+    from ..profile import measure_roofline, profile
+    from ..profile.plots import bar_chart, pyplot
+    from ..tune.util import atomic_write, say
+    from . import report
+
+    progress = progress or say
+    pyplot()  # fail before the long work when matplotlib is missing
+    out = Path(out)
+    (out / "profiles").mkdir(parents=True, exist_ok=True)
+    threads = threads or R.cores_available()
+    t0 = time.monotonic()
+    progress(f"bnncc analyze: measuring the roofline ({threads} thread(s))")
+    roof = measure_roofline(threads)
+    profiles: dict[str, dict[str, Any]] = {}
+    for i, spec in enumerate(models, 1):
+        progress(f"bnncc analyze: [{i}/{len(models)}] {spec}: building and compiling "
+                 f"({time.monotonic() - t0:.0f} s so far)")
+        model, name = _keras(spec, input_size)
+        exe = _compile(model, name)
+        progress(f"bnncc analyze: [{i}/{len(models)}] {name}: profiling ({repeats} runs)")
+        p = profile(exe, threads=threads, repeats=repeats, roofline=roof)
+        p["params"] = int(model.count_params())
+        profiles[name] = p
+        atomic_write(out / "profiles" / f"{name}.json", json.dumps(p, indent=1) + "\n")
+        bar_chart(p, out / "profiles" / f"{name}-layers.png")
+    sc = shortcut_costs(threads, repeats, progress, rq2_shapes) if rq2 else []
+    meta = collect_meta(threads, isa_path=R.isa_path(), roofline_gmacs=roof, input_size=input_size,
+                        seconds=round(time.monotonic() - t0, 1))
+    results = report.analysis(profiles, sc, meta)
+    atomic_write(out / "analysis.json", json.dumps(results, indent=1) + "\n")
+    path = report.write(results, profiles, out)
+    progress(f"bnncc analyze: wrote {path} in {time.monotonic() - t0:.0f} s")
+    return path

@@ -1,0 +1,109 @@
+"""The analysis as data (:func:`analysis`) and as ``report.md`` with its figures (:func:`write`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..compare.results import markdown_table
+from . import figures
+from .stats import fit, float_share, outliers, shares, total_macs, why
+
+LCE_PIXEL1 = ("the LCE paper (Bannink et al., MLSys 2021) found on a Pixel 1 that MAC counts do not predict "
+              "latency across architectures: BinaryAlexNet took about twice the latency of networks with similar "
+              "MACs")
+
+
+def analysis(profiles: dict[str, dict[str, Any]], shortcut_rows: list[dict[str, Any]],
+             meta: dict[str, Any]) -> dict[str, Any]:
+    """Every number of the report: per network, RQ1 shares, RQ2 rows, RQ3 fits (MACs and a roofline estimate)."""
+    roof = meta.get("roofline_gmacs", {})
+    nets = []
+    for name, p in profiles.items():
+        # the roofline estimate: each precision's MACs at that precision's measured peak
+        est_ms = sum(p["macs"].get(k, 0) / (roof[k] * 1e9) * 1e3 for k in ("binary", "float") if roof.get(k))
+        nets.append({"name": name, "params": p.get("params"), "binary_macs": p["macs"]["binary"],
+                     "float_macs": p["macs"]["float"], "total_macs": total_macs(p), "latency_ms": p["end_to_end_ms"],
+                     "sum_over_end_to_end": p["sum_over_end_to_end"], "float_share": float_share(p),
+                     "shares": shares(p), "roofline_estimate_ms": est_ms, "memory": p.get("memory")})
+    macs_fit = fit([n["total_macs"] for n in nets], [n["latency_ms"] for n in nets])
+    est_fit = fit([n["roofline_estimate_ms"] for n in nets], [n["latency_ms"] for n in nets])
+    names = [n["name"] for n in nets]
+    return {"meta": meta, "networks": nets, "rq2": shortcut_rows,
+            "rq3": {"macs": {**macs_fit, "outliers": outliers(names, macs_fit["ratios"])},
+                    "roofline_estimate": {**est_fit, "outliers": outliers(names, est_fit["ratios"])},
+                    "aarch64": None}}
+
+
+def _pct(v: float) -> str:
+    return f"{v:.0%}"
+
+
+def write(results: dict[str, Any], profiles: dict[str, dict[str, Any]], out: Path) -> Path:
+    out = Path(out)
+    meta, nets, rq3 = results["meta"], results["networks"], results["rq3"]
+    figs = {"rq1": figures.rq1(profiles, out / "rq1-latency-by-precision.png")}
+    if results["rq2"]:
+        figs["rq2"] = figures.rq2(results["rq2"], out / "rq2-shortcuts.png")
+    pts = [{"name": n["name"], "x": n["total_macs"] / 1e6, "y": n["latency_ms"]} for n in nets]
+    figs["rq3"] = figures.rq3(pts, rq3["macs"], out / "rq3-macs-vs-latency.png", "MACs (millions, binary + float)",
+                              "median latency (ms)", "RQ3: MACs vs latency on this machine")
+    roof = meta.get("roofline_gmacs", {})
+    L = [f"# bnncc analyze: {len(nets)} networks on this machine", "",
+         f"CPU: {meta.get('cpu')} ({meta.get('cpu_count')} cores), {meta.get('threads')} thread(s), popcount ISA "
+         f"path `{meta.get('isa_path')}`; roofline measured in this run: binary {roof.get('binary', 0):.0f} "
+         f"G-MAC/s (popcount probe), float {roof.get('float', 0):.0f} G-MAC/s (FMA probe). Input "
+         f"{meta.get('input_size')}×{meta.get('input_size')}, batch 1, random weights with calibrated BatchNorm. "
+         f"Load average at the end {meta.get('loadavg')}: the machine is shared, so absolute times are noisy; "
+         f"shares and ratios are what to read. Written by `bnncc analyze` in {meta.get('seconds')} s.", "",
+         "| network | params | binary MMACs | float MMACs | latency ms | kernels / end-to-end | float share | "
+         "peak activations KiB | weights KiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in nets:
+        m = n["memory"] or {}
+        L.append(f"| {n['name']} | {n['params'] or 0:,} | {n['binary_macs'] / 1e6:.0f} | {n['float_macs'] / 1e6:.0f} "
+                 f"| {n['latency_ms']:.2f} | {_pct(n['sum_over_end_to_end'])} | {_pct(n['float_share'])} | "
+                 f"{m.get('peak_activation_bytes', 0) / 1024:.0f} | {m.get('weight_bytes', 0) / 1024:.0f} |")
+    L += ["", "Latency: median of uninstrumented runs; kernels / end-to-end: the profile's per-kernel medians "
+          "summed, over that latency (the rest is the VM's own work: allocation, dispatch). Memory: the peak of the "
+          "static memory plan's live storages, and the constant weights as stored (binary ones bit-packed).", "",
+          "## RQ1: where the latency goes", "", f"![RQ1]({figs['rq1'].name})", ""]
+    top = max(nets, key=lambda n: n["float_share"])
+    low = min(nets, key=lambda n: n["float_share"])
+    L += [f"Full-precision kernels (float convolutions and dense layers, and float ops without MACs: pooling, "
+          f"adds, softmax) take from {_pct(low['float_share'])} ({low['name']}) to {_pct(top['float_share'])} "
+          f"({top['name']}) of the latency, while computing "
+          + ", ".join(f"{n['name']} {n['float_macs'] / max(n['total_macs'], 1):.1%}" for n in nets)
+          + " of the MACs. Per network:", ""]
+    for name, p in profiles.items():
+        L.append(f"- **{name}**: {why(p)}.")
+    if results["rq2"]:
+        L += ["", "## RQ2: full-precision shortcuts", "", f"![RQ2]({figs['rq2'].name})", "",
+              markdown_table([{"stage": r["stage"], "blocks": r["blocks"], "with shortcuts ms": round(r["with_ms"], 4),
+                               "without ms": round(r["without_ms"], 4),
+                               "shortcuts' share": _pct(r["shortcut_share"])} for r in results["rq2"]]), "",
+              "Each stage is QuickNet's residual block (binary 3×3 conv, ReLU, BatchNorm, `x + shortcut`) four "
+              "times at that stage's shape. Without the shortcut, BatchNorm and the next sign fold into the conv, "
+              "which writes packed bits; with it, every block writes its float output, adds the float shortcut and "
+              "packs again (bnncc fuses the add and the packing into the conv's epilogue, so what remains is the "
+              "float traffic). The share is (with − without) / with."]
+    mf, ef = rq3["macs"], rq3["roofline_estimate"]
+    out_names = ", ".join(f"{n} ({r:.1f}× the fit)" for n, r in mf["outliers"]) or "none"
+    L += ["", "## RQ3: do MACs predict latency?", "", f"![RQ3]({figs['rq3'].name})", "",
+          f"On this machine (x86, {meta.get('isa_path')}): latency vs total MACs, least-squares fit, Pearson "
+          f"r = {mf['r']:.2f} (r² = {mf['r'] ** 2:.2f}) over {len(nets)} networks; networks ≥ 1.5× off the fit: "
+          f"{out_names}. Weighting each precision's MACs by its measured roofline (binary MACs at the popcount "
+          f"peak, float MACs at the FMA peak) gives r = {ef['r']:.2f}.", "",
+          "| network | MMACs | latency ms | latency / fit |", "|---|---:|---:|---:|"]
+    for n, r in zip(nets, mf["ratios"], strict=True):
+        L.append(f"| {n['name']} | {n['total_macs'] / 1e6:.0f} | {n['latency_ms']:.2f} | "
+                 f"{'-' if r is None else f'{r:.2f}'} |")
+    L += ["", "| | this machine (x86) | aarch64 emulated device | LCE paper, Pixel 1 |", "|---|---|---|---|",
+          f"| MACs vs latency | r = {mf['r']:.2f}; off the fit: {out_names} | not measured (per-layer "
+          f"instruction counts on the emulated device are not implemented yet) | {LCE_PIXEL1} |", ""]
+    if "binary_alexnet" in profiles:
+        a = next(n for n in nets if n["name"] == "binary_alexnet")
+        L += [f"BinaryAlexNet here: {a['latency_ms']:.2f} ms for {a['total_macs'] / 1e6:.0f} M MACs; "
+              f"{why(profiles['binary_alexnet'])}.", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(L) + "\n")
+    return path
