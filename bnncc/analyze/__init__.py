@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ..errors import BnnccError
 
@@ -40,39 +39,29 @@ def _compile(model, name: str):
     return bnncc_compile(model, "host", tuning_log="auto", name=name)
 
 
-def _interleaved_medians(exes: Sequence, x: np.ndarray, repeats: int) -> list[float]:
-    """Median ms of each executable, timed in alternating single runs (the same machine load for all)."""
-    import tvm
-
-    args = [tvm.runtime.tensor(x)]
-    fs = [e.vm["main"] for e in exes]
-    for f in fs:
-        for _ in range(3):
-            f(*args)
-    samples: list[list[float]] = [[] for _ in fs]
-    for _ in range(repeats):
-        for f, s in zip(fs, samples, strict=True):
-            t0 = time.perf_counter()
-            f(*args)
-            s.append(time.perf_counter() - t0)
-    return [float(np.median(s)) * 1e3 for s in samples]
+def _binary_gmacs(p: dict[str, Any]) -> float:
+    rows = [r for r in p["kernels"] if r["category"] == "binary"]
+    ms = sum(r["ms"] for r in rows)
+    return sum(r["macs"]["binary"] for r in rows) / (ms * 1e-3) / 1e9 if ms else 0.0
 
 
-def shortcut_costs(threads: int, repeats: int, progress: Callable[[str], None], shapes=None) -> list[dict]:
-    """RQ2: each QuickNet stage's median latency with and without its float shortcuts."""
-    from ..runtime import set_num_threads
+def shortcut_costs(threads: int, repeats: int, progress: Callable[[str], None], shapes=None,
+                   roofline: dict[str, float] | None = None) -> list[dict]:
+    """RQ2: each QuickNet stage's median latency with and without its float shortcuts, and the binary convs'
+    throughput in each (from their profiles)."""
+    from ..profile import profile
     from . import blocks
 
     shapes = shapes or blocks.QUICKNET_STAGES
     rows = []
     for i, (label, with_sc, without) in enumerate(blocks.stages(shapes), 1):
-        progress(f"bnncc analyze: RQ2 [{i}/{len(shapes)}] stage {label}: compiling both variants")
-        exes = [_compile(with_sc, with_sc.name), _compile(without, without.name)]
-        set_num_threads(threads)
-        x = np.random.default_rng(0).standard_normal((1, *with_sc.inputs[0].shape[1:])).astype(np.float32)
-        w, wo = _interleaved_medians(exes, x, repeats)
+        progress(f"bnncc analyze: RQ2 [{i}/{len(shapes)}] stage {label}: compiling and profiling both variants")
+        pw, pwo = (profile(_compile(m, m.name), threads=threads, repeats=repeats, roofline=roofline)
+                   for m in (with_sc, without))
+        w, wo = pw["end_to_end_ms"], pwo["end_to_end_ms"]
         rows.append({"stage": label, "blocks": blocks.BLOCKS_PER_STAGE, "with_ms": w, "without_ms": wo,
-                     "shortcut_share": (w - wo) / w if w else 0.0})
+                     "shortcut_share": (w - wo) / w if w else 0.0, "conv_gmacs_with": _binary_gmacs(pw),
+                     "conv_gmacs_without": _binary_gmacs(pwo)})
     return rows
 
 
@@ -108,7 +97,7 @@ def run(models: Sequence[str] = ZOO, out: str | Path = "bnncc-analysis", *, thre
         profiles[name] = p
         atomic_write(out / "profiles" / f"{name}.json", json.dumps(p, indent=1) + "\n")
         bar_chart(p, out / "profiles" / f"{name}-layers.png")
-    sc = shortcut_costs(threads, repeats, progress, rq2_shapes) if rq2 else []
+    sc = shortcut_costs(threads, repeats, progress, rq2_shapes, roof) if rq2 else []
     meta = collect_meta(threads, isa_path=R.isa_path(), roofline_gmacs=roof, input_size=input_size,
                         seconds=round(time.monotonic() - t0, 1))
     results = report.analysis(profiles, sc, meta)

@@ -39,6 +39,21 @@ def _pct(v: float) -> str:
     return f"{v:.0%}"
 
 
+def _rq2_finding(rows: list[dict[str, Any]]) -> str:
+    cheaper = [r for r in rows if r["shortcut_share"] < 0]
+    mean = sum(r["shortcut_share"] for r in rows) / len(rows)
+    text = f"Mean shortcut share {mean:+.0%}. "
+    if cheaper:
+        text += (f"In {len(cheaper)} of {len(rows)} stages the network *without* shortcuts is slower: its convs "
+                 "emit packed bits through the threshold epilogue, whose binary convs run at "
+                 + ", ".join(f"{r['conv_gmacs_without']:.0f}" for r in cheaper) + " G-MAC/s against "
+                 + ", ".join(f"{r['conv_gmacs_with']:.0f}" for r in cheaper) + " with the float epilogue + add + "
+                 "pack: on this machine bnncc's packed-output epilogue, not the float shortcut, is what costs.")
+    else:
+        text += "The float shortcuts cost that share of each stage's latency."
+    return text
+
+
 def write(results: dict[str, Any], profiles: dict[str, dict[str, Any]], out: Path) -> Path:
     out = Path(out)
     meta, nets, rq3 = results["meta"], results["networks"], results["rq3"]
@@ -80,12 +95,16 @@ def write(results: dict[str, Any], profiles: dict[str, dict[str, Any]], out: Pat
         L += ["", "## RQ2: full-precision shortcuts", "", f"![RQ2]({figs['rq2'].name})", "",
               markdown_table([{"stage": r["stage"], "blocks": r["blocks"], "with shortcuts ms": round(r["with_ms"], 4),
                                "without ms": round(r["without_ms"], 4),
-                               "shortcuts' share": _pct(r["shortcut_share"])} for r in results["rq2"]]), "",
+                               "shortcuts' share": _pct(r["shortcut_share"]),
+                               "binary conv G-MAC/s with / without":
+                                   f"{r['conv_gmacs_with']:.0f} / {r['conv_gmacs_without']:.0f}"}
+                              for r in results["rq2"]]), "",
               "Each stage is QuickNet's residual block (binary 3×3 conv, ReLU, BatchNorm, `x + shortcut`) four "
               "times at that stage's shape. Without the shortcut, BatchNorm and the next sign fold into the conv, "
-              "which writes packed bits; with it, every block writes its float output, adds the float shortcut and "
-              "packs again (bnncc fuses the add and the packing into the conv's epilogue, so what remains is the "
-              "float traffic). The share is (with − without) / with."]
+              "which writes packed bits (integer thresholds); with it, every block writes its float output, adds "
+              "the float shortcut and packs again — bnncc fuses the add and the packing into the conv's epilogue. "
+              "The share is (with − without) / with; the conv throughput is the binary kernels' MACs over their "
+              "time in each variant's profile.", "", _rq2_finding(results["rq2"])]
     mf, ef = rq3["macs"], rq3["roofline_estimate"]
     out_names = ", ".join(f"{n} ({r:.1f}× the fit)" for n, r in mf["outliers"]) or "none"
     L += ["", "## RQ3: do MACs predict latency?", "", f"![RQ3]({figs['rq3'].name})", "",

@@ -68,6 +68,7 @@ def cumulative_chart(p: dict[str, Any], path: Path) -> Path:
             linewidth=1)
     line = ax.axhline(p["end_to_end_ms"], color="grey", linestyle="--", linewidth=1,
                       label=f"end-to-end median {p['end_to_end_ms']:.2f} ms")
+    ax.set_ylim(0, max(t, p["end_to_end_ms"]) * 1.08)
     ax.set_xlabel("kernel call, in execution order")
     ax.set_ylabel("cumulative time (ms)")
     ax.set_title(f"{p['model']}: cumulative time; kernels sum to {p['sum_over_end_to_end']:.1%} of end-to-end",

@@ -17,39 +17,12 @@ import bnncc
 from bnncc.profile import profile
 from bnncc.profile.measure import Timings
 from bnncc.profile.report import build_profile, format_profile
+from bnncc.testing import small_bnn
 
 REPO = Path(__file__).resolve().parents[2]
-BINARY = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
-              use_bias=False)
-
-
-def small_model():
-    """Known layers: a float stem, two identical binary blocks (conv, BatchNorm, residual add: FuseOps shares one
-    function between them), a binary conv with BatchNorm, pooling, an identity (Dropout), a float classifier."""
-    from bnncc._tf import keras, lq
-
-    inp = keras.Input((16, 16, 3), name="image")
-    x = keras.layers.Conv2D(32, 3, padding="same", name="stem")(inp)
-    x = keras.layers.BatchNormalization(name="stem_bn")(x)
-    y = lq.layers.QuantConv2D(32, 3, padding="same", name="bconv1", **BINARY)(x)
-    y = keras.layers.BatchNormalization(name="bn1")(y)
-    x = keras.layers.Add(name="add1")([x, y])
-    y = lq.layers.QuantConv2D(32, 3, padding="same", name="bconv1b", **BINARY)(x)
-    y = keras.layers.BatchNormalization(name="bn1b")(y)
-    x = keras.layers.Add(name="add1b")([x, y])
-    y = lq.layers.QuantConv2D(64, 3, padding="same", name="bconv2", **BINARY)(x)
-    y = keras.layers.BatchNormalization(name="bn2")(y)
-    y = keras.layers.MaxPooling2D(2, name="pool")(y)
-    y = keras.layers.Dropout(0.5, name="drop")(y)
-    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
-    y = keras.layers.Dense(10, name="fc")(y)
-    y = keras.layers.Activation("softmax", name="softmax")(y)
-    return keras.Model(inp, y)
-
-
 @pytest.fixture(scope="module")
 def model():
-    return small_model()
+    return small_bnn()
 
 
 @pytest.fixture(scope="module")
