@@ -98,7 +98,7 @@ def cmd_compile(args) -> int:
                        source=path)
     _say(f"bnncc: compiling for {args.target}")
     exe = build(mod, args.target, tuning_log=None if args.no_tuning else (args.tuning_log or "auto"),  # tuning
-                name=Path(path).stem if path else args.model, dump_ir=args.dump_ir)
+                name=Path(path).stem if path else args.model, dump_ir=args.dump_ir, on_phase=_phase_progress(t0))
     out = exe.export_library(args.output)
     stats = exe.stats
     so_size = out.stat().st_size
@@ -117,6 +117,20 @@ def cmd_compile(args) -> int:
 
     _say(f"  {describe_tuning(stats)}")
     return 0
+
+
+def _phase_progress(t0: float):
+    """A progress line per compile phase, in the style of ``bnncc tune``: ``[i/n] phase (seconds so far)``."""
+    from .pipeline import PHASE_NAMES
+
+    steps = [*PHASE_NAMES, "codegen"]
+
+    def show(name: str, _mod) -> None:
+        i = steps.index(name) + 1
+        what = "code generation (LLVM)" if name == "codegen" else f"{name} done"
+        _say(f"bnncc: compile [{i}/{len(steps)}] {what} ({time.perf_counter() - t0:.1f} s)")
+
+    return show
 
 
 def cmd_run(args) -> int:

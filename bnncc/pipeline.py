@@ -253,13 +253,15 @@ def lower(mod: tvm.IRModule, target: str | TargetSpec, num_cores: int | None = N
 
 
 def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=None, name: str | None = None,
-          dump_ir: str | os.PathLike | None = None) -> Executable:
+          dump_ir: str | os.PathLike | None = None,
+          on_phase: Callable[[str, tvm.IRModule], None] | None = None) -> Executable:
     """Compile a Relax module (with bnncc ops) for ``target``.
 
     ``tuning_log``: None (bnncc's default schedules), ``"auto"`` (the log of ``tuning_logs/`` matching the target,
     if there is one), a log directory written by ``bnncc tune``, or a :class:`bnncc.tune.log.TuningLog`. How many
     ops it tuned is in ``Executable.stats["tuned_ops"]``. ``name`` is the model name the library records
-    (default: the module's ``bnncc.model_name`` attribute, else "model")."""
+    (default: the module's ``bnncc.model_name`` attribute, else "model"). ``on_phase(name, module)`` is called
+    after each phase (progress), and with ``("codegen", None)`` before code generation."""
     spec = get_target(target)
     tuning = None
     if tuning_log is not None:
@@ -270,6 +272,8 @@ def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=No
         attr = mod.get_attr("bnncc.model_name")
         name = str(attr) if attr is not None else "model"
     c = compilation(spec, None, tuning, name)
-    lowered = run_phases(mod, c, dump_ir=dump_ir)
+    lowered = run_phases(mod, c, dump_ir=dump_ir, on_phase=on_phase)
+    if on_phase is not None:
+        on_phase("codegen", None)
     ex = tvm.compile(lowered, c.target, relax_pipeline=None)
     return Executable(ex, spec, stats=c.stats, signature=c.stats.pop("signature"))
