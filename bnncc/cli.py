@@ -246,9 +246,16 @@ def _compiled(spec: str, target: str, input_size: int | None):
 def cmd_profile(args) -> int:
     from .targets import get_target
 
-    if args.rpc or not get_target(args.target).is_native:
-        raise BnnccError("profile times kernels on this machine only: per-layer instruction counts on an "
-                         "emulated aarch64 device are not implemented yet")
+    spec = get_target(args.target)
+    emulated = not spec.is_native
+    if args.rpc:
+        raise BnnccError("profile --rpc is not implemented yet: profile on this machine, or --target aarch64 for "
+                         "instruction counts on the emulated aarch64 device")
+    if emulated and spec.arch != "aarch64":
+        raise BnnccError(f"profile runs on this machine or on the emulated aarch64 device; {spec.name} is "
+                         f"{spec.arch}")
+    if emulated and args.model.endswith(".so"):
+        raise BnnccError("--target aarch64 profiles a model compiled now: give the model, not a .so")
     if args.repeats < 1:
         raise BnnccError(f"--repeats must be at least 1, got {args.repeats}")
     out = Path(args.out) if args.out else None
@@ -259,11 +266,22 @@ def cmd_profile(args) -> int:
 
         pyplot()  # fail now, not after the measurement, when matplotlib is missing
     exe, name = _compiled(args.model, args.target, args.input_size)
-    from .profile import format_profile, profile
+    from .profile import format_insn_profile, format_profile, profile, profile_emulated
 
-    _say(f"bnncc: profiling {name}: roofline probes, then {args.repeats} instrumented + {args.repeats} plain runs")
-    p = profile(exe, threads=args.threads, repeats=args.repeats)
-    print(format_profile(p, top=args.top))
+    if emulated:
+        from .device.arm64 import QemuUnavailable
+
+        _say(f"bnncc: counting {name}'s instructions per kernel call on the emulated aarch64 device")
+        try:
+            p = profile_emulated(exe)
+        except QemuUnavailable as e:
+            raise BnnccError(f"no emulated aarch64 device here: {str(e).splitlines()[0]}") from None
+        print(format_insn_profile(p, top=args.top))
+    else:
+        _say(f"bnncc: profiling {name}: roofline probes, then {args.repeats} instrumented + {args.repeats} plain "
+             "runs")
+        p = profile(exe, threads=args.threads, repeats=args.repeats)
+        print(format_profile(p, top=args.top))
     if out is not None:
         from .tune.util import atomic_write
 
@@ -295,7 +313,7 @@ def cmd_analyze(args) -> int:
         if not Path(m).exists() and m not in analyze.ZOO:
             raise BnnccError(f"{m}: no such file, and not a zoo model ({', '.join(analyze.ZOO)})")
     analyze.run(models, args.out, threads=args.threads, repeats=args.repeats, input_size=args.input_size,
-                rq2=not args.no_rq2)
+                rq2=not args.no_rq2, aarch64=args.aarch64)
     return 0
 
 
@@ -407,7 +425,8 @@ def parser() -> argparse.ArgumentParser:
                                         "the roofline, share; table, JSON and charts")
     pr.add_argument("model", help="a compiled .so, a .h5/.keras file, a SavedModel directory, or a zoo name")
     pr.add_argument("--target", default="host", choices=target_names())
-    _remote_options(pr, "profile on a remote device (not implemented yet)")
+    _remote_options(pr, "profile on a remote device (not implemented yet; --target aarch64 counts instructions "
+                        "per kernel on the emulated device)")
     pr.add_argument("--threads", type=int, help="TVM threads (default: every core this process may use)")
     pr.add_argument("--repeats", type=int, default=30, help="instrumented and plain runs each (default 30)")
     pr.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")
@@ -425,6 +444,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--repeats", type=int, default=30, help="runs per measurement (default 30)")
     a.add_argument("--input-size", type=int, default=224, help="input height/width of zoo models (default 224)")
     a.add_argument("--no-rq2", action="store_true", help="skip RQ2 (QuickNet stages with/without shortcuts)")
+    a.add_argument("--aarch64", action="store_true", help="also count instructions per kernel on the emulated "
+                                                          "aarch64 device (RQ3 there; sets the device up if needed)")
     a.set_defaults(func=cmd_analyze)
 
     m = sub.add_parser("models", help="the model zoo with parameter and MAC counts")

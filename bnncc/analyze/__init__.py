@@ -32,10 +32,10 @@ def _keras(spec: str, size: int):
     return models.build(spec, input_shape=(size, size, 3)), spec
 
 
-def _compile(model, name: str):
+def _compile(model, name: str, target: str = "host"):
     from .. import compile as bnncc_compile
 
-    return bnncc_compile(model, "host", tuning_log="auto", name=name)
+    return bnncc_compile(model, target, tuning_log="auto", name=name)
 
 
 def _binary_gmacs(p: dict[str, Any]) -> float:
@@ -65,13 +65,14 @@ def shortcut_costs(threads: int, repeats: int, progress: Callable[[str], None], 
 
 
 def run(models: Sequence[str] = ZOO, out: str | Path = "bnncc-analysis", *, threads: int | None = None,
-        repeats: int = 30, input_size: int = 224, rq2: bool = True,
+        repeats: int = 30, input_size: int = 224, rq2: bool = True, aarch64: bool = False,
         rq2_shapes: Sequence[tuple[int, int]] | None = None,
         progress: Callable[[str], None] | None = None) -> Path:
-    """Profile every model, run RQ2, write ``out/report.md`` (+ figures, profiles, analysis.json); returns it."""
+    """Profile every model, run RQ2, write ``out/report.md`` (+ figures, profiles, analysis.json); returns it.
+    ``aarch64``: also count each model's instructions per kernel on the emulated aarch64 device (RQ3 there)."""
     from ..compare import roofline as R
     from ..compare.results import collect_meta
-    from ..profile import measure_roofline, profile
+    from ..profile import measure_roofline, profile, profile_emulated
     from ..profile.plots import bar_chart, pyplot
     from ..tune.util import atomic_write, say
     from . import report
@@ -85,6 +86,7 @@ def run(models: Sequence[str] = ZOO, out: str | Path = "bnncc-analysis", *, thre
     progress(f"bnncc analyze: measuring the roofline ({threads} thread(s))")
     roof = measure_roofline(threads)
     profiles: dict[str, dict[str, Any]] = {}
+    emulated: dict[str, dict[str, Any]] = {}
     for i, spec in enumerate(models, 1):
         progress(f"bnncc analyze: [{i}/{len(models)}] {spec}: building and compiling "
                  f"({time.monotonic() - t0:.0f} s so far)")
@@ -96,10 +98,17 @@ def run(models: Sequence[str] = ZOO, out: str | Path = "bnncc-analysis", *, thre
         profiles[name] = p
         atomic_write(out / "profiles" / f"{name}.json", json.dumps(p, indent=1) + "\n")
         bar_chart(p, out / "profiles" / f"{name}-layers.png")
+        if aarch64:
+            progress(f"bnncc analyze: [{i}/{len(models)}] {name}: compiling for aarch64, counting instructions on "
+                     "the emulated device")
+            e = profile_emulated(_compile(model, name, "aarch64"))
+            emulated[name] = e
+            atomic_write(out / "profiles" / f"{name}-aarch64.json", json.dumps(e, indent=1) + "\n")
+            bar_chart(e, out / "profiles" / f"{name}-aarch64-layers.png")
     sc = shortcut_costs(threads, repeats, progress, rq2_shapes, roof) if rq2 else []
     meta = collect_meta(threads, isa_path=R.isa_path(), roofline_gmacs=roof, input_size=input_size,
                         seconds=round(time.monotonic() - t0, 1))
-    results = report.analysis(profiles, sc, meta)
+    results = report.analysis(profiles, sc, meta, emulated)
     atomic_write(out / "analysis.json", json.dumps(results, indent=1) + "\n")
     path = report.write(results, profiles, out)
     progress(f"bnncc analyze: wrote {path} in {time.monotonic() - t0:.0f} s")

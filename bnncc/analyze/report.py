@@ -14,9 +14,11 @@ LCE_PIXEL1 = ("the LCE paper (Bannink et al., MLSys 2021) found on a Pixel 1 tha
               "MACs")
 
 
-def analysis(profiles: dict[str, dict[str, Any]], shortcut_rows: list[dict[str, Any]],
-             meta: dict[str, Any]) -> dict[str, Any]:
-    """Every number of the report: per network, RQ1 shares, RQ2 rows, RQ3 fits (MACs and a roofline estimate)."""
+def analysis(profiles: dict[str, dict[str, Any]], shortcut_rows: list[dict[str, Any]], meta: dict[str, Any],
+             emulated: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Every number of the report: per network, RQ1 shares, RQ2 rows, RQ3 fits (MACs and a roofline estimate on
+    this machine; MACs vs instructions on the emulated aarch64 device when ``emulated`` has its profiles)."""
+    emulated = emulated or {}
     roof = meta.get("roofline_gmacs", {})
     nets = []
     for name, p in profiles.items():
@@ -25,14 +27,21 @@ def analysis(profiles: dict[str, dict[str, Any]], shortcut_rows: list[dict[str, 
         nets.append({"name": name, "params": p.get("params"), "binary_macs": p["macs"]["binary"],
                      "float_macs": p["macs"]["float"], "total_macs": total_macs(p), "latency_ms": p["end_to_end_ms"],
                      "sum_over_end_to_end": p["sum_over_end_to_end"], "float_share": float_share(p),
-                     "shares": shares(p), "roofline_estimate_ms": est_ms, "memory": p.get("memory")})
-    macs_fit = fit([n["total_macs"] for n in nets], [n["latency_ms"] for n in nets])
+                     "shares": shares(p), "roofline_estimate_ms": est_ms, "memory": p.get("memory"),
+                     "aarch64_insns": emulated[name]["end_to_end_insns"] if name in emulated else None})
+    # in the units of the figures: millions of MACs, ms, millions of instructions (r and ratios do not care)
+    macs_fit = fit([n["total_macs"] / 1e6 for n in nets], [n["latency_ms"] for n in nets])
     est_fit = fit([n["roofline_estimate_ms"] for n in nets], [n["latency_ms"] for n in nets])
     names = [n["name"] for n in nets]
+    arm = [n for n in nets if n["aarch64_insns"] is not None]
+    arm_fit = None
+    if arm:
+        arm_fit = fit([n["total_macs"] / 1e6 for n in arm], [n["aarch64_insns"] / 1e6 for n in arm])
+        arm_fit["outliers"] = outliers([n["name"] for n in arm], arm_fit["ratios"])
     return {"meta": meta, "networks": nets, "rq2": shortcut_rows,
             "rq3": {"macs": {**macs_fit, "outliers": outliers(names, macs_fit["ratios"])},
                     "roofline_estimate": {**est_fit, "outliers": outliers(names, est_fit["ratios"])},
-                    "aarch64": None}}
+                    "aarch64": arm_fit}}
 
 
 def _pct(v: float) -> str:
@@ -63,6 +72,12 @@ def write(results: dict[str, Any], profiles: dict[str, dict[str, Any]], out: Pat
     pts = [{"name": n["name"], "x": n["total_macs"] / 1e6, "y": n["latency_ms"]} for n in nets]
     figs["rq3"] = figures.rq3(pts, rq3["macs"], out / "rq3-macs-vs-latency.png", "MACs (millions, binary + float)",
                               "median latency (ms)", "RQ3: MACs vs latency on this machine")
+    arm_nets = [n for n in nets if n["aarch64_insns"] is not None]
+    if rq3["aarch64"]:
+        pts = [{"name": n["name"], "x": n["total_macs"] / 1e6, "y": n["aarch64_insns"] / 1e6} for n in arm_nets]
+        figs["rq3-aarch64"] = figures.rq3(pts, rq3["aarch64"], out / "rq3-aarch64-macs-vs-instructions.png",
+                                          "MACs (millions, binary + float)", "instructions (millions)",
+                                          "RQ3 on the emulated aarch64 device: MACs vs instructions")
     roof = meta.get("roofline_gmacs", {})
     L = [f"# bnncc analyze: {len(nets)} networks on this machine", "",
          f"CPU: {meta.get('cpu')} ({meta.get('cpu_count')} cores), {meta.get('threads')} thread(s), popcount ISA "
@@ -116,9 +131,23 @@ def write(results: dict[str, Any], profiles: dict[str, dict[str, Any]], out: Pat
     for n, r in zip(nets, mf["ratios"], strict=True):
         L.append(f"| {n['name']} | {n['total_macs'] / 1e6:.0f} | {n['latency_ms']:.2f} | "
                  f"{'-' if r is None else f'{r:.2f}'} |")
+    af = rq3["aarch64"]
+    if af:
+        arm_out = ", ".join(f"{n} ({r:.1f}× the fit)" for n, r in af["outliers"]) or "none"
+        arm_cell = f"r = {af['r']:.2f} (instructions vs MACs); off the fit: {arm_out}"
+        L += ["", f"![RQ3 aarch64]({figs['rq3-aarch64'].name})", "",
+              "On the emulated aarch64 device (qemu-user, exact instruction counts, one thread, NEON kernels): "
+              f"instructions of a whole run vs MACs, Pearson r = {af['r']:.2f}; networks ≥ 1.5× off the fit: "
+              f"{arm_out}. Instructions are not time (no caches, no memory stalls are modelled), so this "
+              "isolates the instruction mix: binary MACs per instruction vs float ones.", "",
+              "| network | MMACs | M instructions | instructions / fit |", "|---|---:|---:|---:|"]
+        for n, r in zip(arm_nets, af["ratios"], strict=True):
+            L.append(f"| {n['name']} | {n['total_macs'] / 1e6:.0f} | {n['aarch64_insns'] / 1e6:.1f} | "
+                     f"{'-' if r is None else f'{r:.2f}'} |")
+    else:
+        arm_cell = "not measured in this run (`bnncc analyze --aarch64`)"
     L += ["", "| | this machine (x86) | aarch64 emulated device | LCE paper, Pixel 1 |", "|---|---|---|---|",
-          f"| MACs vs latency | r = {mf['r']:.2f}; off the fit: {out_names} | not measured (per-layer "
-          f"instruction counts on the emulated device are not implemented yet) | {LCE_PIXEL1} |", ""]
+          f"| MACs vs latency | r = {mf['r']:.2f}; off the fit: {out_names} | {arm_cell} | {LCE_PIXEL1} |", ""]
     if "binary_alexnet" in profiles:
         a = next(n for n in nets if n["name"] == "binary_alexnet")
         L += [f"BinaryAlexNet here: {a['latency_ms']:.2f} ms for {a['total_macs'] / 1e6:.0f} M MACs; "

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .report import build_profile, format_profile, kernel_record
+from .report import build_insn_profile, build_profile, format_insn_profile, format_profile, kernel_record
 
-__all__ = ["build_profile", "format_profile", "measure_roofline", "profile"]
+__all__ = ["build_insn_profile", "build_profile", "format_insn_profile", "format_profile", "measure_roofline",
+           "profile", "profile_emulated"]
 
 
 def measure_roofline(threads: int) -> dict[str, float]:
@@ -42,8 +43,31 @@ def profile(executable, inputs: Sequence[np.ndarray] | None = None, *, threads: 
         roofline = measure_roofline(threads)
     set_num_threads(threads)
     if inputs is None:
-        rng = np.random.default_rng(0)
-        inputs = [rng.standard_normal(i["shape"]).astype(i["dtype"]) for i in sig["inputs"]]
+        inputs = _random_inputs(sig)
     timings = time_kernels(executable._ex, inputs, [k["kernel"] for k in kernels], repeats=repeats, warmup=warmup)
     meta = collect_meta(threads, isa_path=R.isa_path())
     return build_profile(sig, timings, roofline, meta)
+
+
+def _random_inputs(sig: dict[str, Any]) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(i["shape"]).astype(i["dtype"]) for i in sig["inputs"]]
+
+
+def profile_emulated(executable) -> dict[str, Any]:
+    """The instruction-count profile of an aarch64 :class:`bnncc.runtime.Executable` (built, not loaded) on the
+    emulated device (:mod:`bnncc.device.layer_insns`): exact counts per kernel call, one thread."""
+    import tempfile
+    from pathlib import Path
+
+    from ..compare.results import collect_meta
+    from ..device.layer_insns import kernel_insns
+
+    sig = executable.signature or {}
+    kernels = kernel_record(sig)
+    with tempfile.TemporaryDirectory(prefix="bnncc-profile-") as td:
+        lib = executable.export_library(Path(td) / "model.so")
+        counts = kernel_insns(lib, _random_inputs(sig), [k["kernel"] for k in kernels])
+    target = executable.target
+    return build_insn_profile(sig, counts, collect_meta(1, device="qemu-aarch64 (emulated)",
+                                                        target_description=target.description if target else None))

@@ -37,16 +37,28 @@ def _legend(ax, cats, extra=(), loc="upper right") -> None:
               loc=loc)
 
 
+def _measure(p: dict[str, Any]) -> tuple[str, float, float, str]:
+    """(row key, sum of kernels, end to end, axis label) of a time or an instruction-count profile."""
+    if p.get("metric") == "instructions":
+        return "insns", p["sum_of_kernels_insns"] / 1e6, p["end_to_end_insns"] / 1e6, "instructions (millions)"
+    return "ms", p["sum_of_kernels_ms"], p["end_to_end_ms"], "median time per run (ms)"
+
+
 def bar_chart(p: dict[str, Any], path: Path) -> Path:
-    """One bar per kernel call in execution order, its height the median ms, coloured by precision."""
+    """One bar per kernel call in execution order, its height the median ms (or the instructions on the emulated
+    device), coloured by precision."""
     plt = pyplot()
     rows = p["kernels"]
+    key, total, e2e, ylabel = _measure(p)
+    scale = 1e-6 if key == "insns" else 1.0
     fig, ax = plt.subplots(figsize=(max(8.0, 0.16 * len(rows) + 2), 4.8))
-    ax.bar(range(len(rows)), [r["ms"] for r in rows], color=[COLOURS[r["category"]] for r in rows], width=0.85)
+    ax.bar(range(len(rows)), [r[key] * scale for r in rows], color=[COLOURS[r["category"]] for r in rows],
+           width=0.85)
     ax.set_xticks(range(len(rows)), [_label(r["layers"]) for r in rows], rotation=90, fontsize=6)
-    ax.set_ylabel("median time per run (ms)")
-    ax.set_title(f"{p['model']}: time per kernel call (source layers), {p.get('threads')} thread(s); "
-                 f"sum {p['sum_of_kernels_ms']:.2f} ms, end-to-end {p['end_to_end_ms']:.2f} ms", fontsize=9)
+    ax.set_ylabel(ylabel)
+    where = "emulated aarch64" if key == "insns" else f"{p.get('threads')} thread(s)"
+    ax.set_title(f"{p['model']}: per kernel call (source layers), {where}; sum {total:.2f}, whole run {e2e:.2f}",
+                 fontsize=9)
     _legend(ax, {r["category"] for r in rows})
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -59,19 +71,20 @@ def cumulative_chart(p: dict[str, Any], path: Path) -> Path:
     end-to-end median as a line: the gap at the right end is what no kernel accounts for."""
     plt = pyplot()
     rows = p["kernels"]
+    key, _total, e2e, ylabel = _measure(p)
+    scale = 1e-6 if key == "insns" else 1.0
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    t = 0.0
+    t, ts = 0.0, []
     for r in rows:
-        ax.bar(r["index"], r["ms"], bottom=t, color=COLOURS[r["category"]], width=1.0)
-        t += r["ms"]
-    ax.plot(range(len(rows)), [sum(x["ms"] for x in rows[:i + 1]) for i in range(len(rows))], color="black",
-            linewidth=1)
-    line = ax.axhline(p["end_to_end_ms"], color="grey", linestyle="--", linewidth=1,
-                      label=f"end-to-end median {p['end_to_end_ms']:.2f} ms")
-    ax.set_ylim(0, max(t, p["end_to_end_ms"]) * 1.08)
+        ax.bar(r["index"], r[key] * scale, bottom=t, color=COLOURS[r["category"]], width=1.0)
+        t += r[key] * scale
+        ts.append(t)
+    ax.plot(range(len(rows)), ts, color="black", linewidth=1)
+    line = ax.axhline(e2e, color="grey", linestyle="--", linewidth=1, label=f"whole run {e2e:.2f}")
+    ax.set_ylim(0, max(t, e2e) * 1.08)
     ax.set_xlabel("kernel call, in execution order")
-    ax.set_ylabel("cumulative time (ms)")
-    ax.set_title(f"{p['model']}: cumulative time; kernels sum to {p['sum_over_end_to_end']:.1%} of end-to-end",
+    ax.set_ylabel("cumulative " + ylabel.replace("median time per run", "time"))
+    ax.set_title(f"{p['model']}: cumulative; kernels sum to {p['sum_over_end_to_end']:.1%} of a whole run",
                  fontsize=9)
     _legend(ax, {r["category"] for r in rows}, [line], loc="upper left")
     fig.tight_layout()

@@ -109,3 +109,50 @@ def format_profile(p: dict[str, Any], top: int | None = None) -> str:
         lines.append(f"memory: peak activations {m['peak_activation_bytes'] / 2**10:.1f} KiB (memory plan), "
                      f"weights {m['weight_bytes'] / 2**10:.1f} KiB")
     return "\n".join(lines)
+
+
+def build_insn_profile(signature: dict[str, Any], counts: dict[str, Any],
+                       meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The profile of an aarch64 library on the emulated device: instructions per kernel call instead of times
+    (``counts`` from :func:`bnncc.device.layer_insns.kernel_insns`), MACs per instruction instead of G-MAC/s."""
+    kernels = kernel_record(signature)
+    order = {name: i for i, (name, _kind) in enumerate(signature.get("layers", []))}
+    total = int(sum(counts["kernels"]))
+    rows = []
+    for i, (k, n) in enumerate(zip(kernels, counts["kernels"], strict=True)):
+        macs = {p: int(k.get("macs", {}).get(p, 0)) for p in PRECISIONS}
+        rows.append({"index": i, "kernel": k["kernel"],
+                     "layers": sorted(k["layers"], key=lambda name: order.get(name, len(order))),
+                     "category": category(k), "macs": macs, "insns": int(n), "share": n / total if total else 0.0,
+                     "macs_per_insn": sum(macs.values()) / n if n and sum(macs.values()) else None})
+    covered = {name for r in rows for name in r["layers"]}
+    layers = [{"name": name, "kind": kind, "kernels": [r["index"] for r in rows if name in r["layers"]]}
+              for name, kind in signature.get("layers", [])]
+    return {"model": signature.get("model"), "target": signature.get("target", {}).get("name"), **(meta or {}),
+            "metric": "instructions", "end_to_end_insns": int(counts["end_to_end"]), "sum_of_kernels_insns": total,
+            "sum_over_end_to_end": total / counts["end_to_end"] if counts["end_to_end"] else None,
+            "marker_overhead_insns": counts.get("marker_overhead"),
+            "insns_by_category": {c: int(sum(r["insns"] for r in rows if r["category"] == c)) for c in CATEGORIES},
+            "macs": {p: sum(r["macs"][p] for r in rows) for p in PRECISIONS}, "memory": signature.get("memory"),
+            "kernels": rows, "layers": layers,
+            "layers_without_kernel": [x["name"] for x in layers if x["name"] not in covered]}
+
+
+def format_insn_profile(p: dict[str, Any], top: int | None = None) -> str:
+    rows = p["kernels"] if top is None else sorted(p["kernels"], key=lambda r: -r["insns"])[:top]
+    head = f"{'#':>3} {'source layers':44s} {'precision':15s} {'MMACs':>12s} {'M insns':>9s} {'share':>6s} " \
+           f"{'MACs/insn':>9s}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        mpi = f"{r['macs_per_insn']:9.2f}" if r["macs_per_insn"] else f"{'-':>9s}"
+        lines.append(f"{r['index']:3d} {_label(r['layers']):44s} {r['category']:15s} {_mmacs(r['macs']):>12s} "
+                     f"{r['insns'] / 1e6:9.3f} {r['share']:6.1%} {mpi}")
+    lines += ["-" * len(head),
+              f"sum of {len(p['kernels'])} kernel calls {p['sum_of_kernels_insns'] / 1e6:.3f} M instructions = "
+              f"{p['sum_over_end_to_end']:.1%} of a whole run's {p['end_to_end_insns'] / 1e6:.3f} M (emulated "
+              f"aarch64, exact counts; {p['marker_overhead_insns']} marker instructions subtracted per kernel)"]
+    missing = p["layers_without_kernel"]
+    lines.append(f"{len(p['layers'])} source layers, each in a kernel above"
+                 + (f" except {len(missing)} that compute nothing at run time: {', '.join(missing)}" if missing
+                    else ""))
+    return "\n".join(lines)
