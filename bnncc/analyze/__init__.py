@@ -15,21 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BnnccError
+from ..cli_common import keras_model
 
 ZOO = ("quicknet_small", "quicknet", "quicknet_large", "birealnet18", "binary_alexnet", "binary_resnet_e18")
-
-
-def _keras(spec: str, size: int):
-    from .. import models
-
-    if Path(spec).exists():
-        from ..frontend.keras import load_keras
-
-        return load_keras(spec), Path(spec).stem
-    if spec not in models.MODELS:
-        raise BnnccError(f"{spec}: no such file, and not a zoo model ({', '.join(models.MODELS)})")
-    return models.build(spec, input_shape=(size, size, 3)), spec
 
 
 def _compile(model, name: str, target: str = "host"):
@@ -90,7 +78,8 @@ def run(models: Sequence[str] = ZOO, out: str | Path = "bnncc-analysis", *, thre
     for i, spec in enumerate(models, 1):
         progress(f"bnncc analyze: [{i}/{len(models)}] {spec}: building and compiling "
                  f"({time.monotonic() - t0:.0f} s so far)")
-        model, name = _keras(spec, input_size)
+        model, _path = keras_model(spec, input_size)
+        name = Path(spec).stem
         exe = _compile(model, name)
         progress(f"bnncc analyze: [{i}/{len(models)}] {name}: profiling ({repeats} runs)")
         p = profile(exe, threads=threads, repeats=repeats, roofline=roof)

@@ -1,5 +1,5 @@
-"""The float32 FMA roofline of this machine: the binary probe's register-tile loop (:mod:`.roofline`) with fused
-multiply-adds on float32 lanes instead of XOR + popcount + add.
+"""The float32 FMA roofline of this machine: the binary probe's register-tile loop (:func:`.roofline.probe_func`)
+with fused multiply-adds on float32 lanes instead of XOR + popcount + add.
 
 ``xb`` broadcast floats × ``nv`` vectors of weights give ``xb·nv`` independent vector accumulators; each lane step
 is one FMA (``T.fma``: LLVM emits ``vfmadd*ps`` without needing fast-math contraction) = one float MAC. The
@@ -19,38 +19,6 @@ def float_shape(target=None) -> R.ProbeShape:
     return R.ProbeShape(s.xb, s.nv, s.k, s.lanes * 2)
 
 
-def float_probe_func(tasks: int, shape: R.ProbeShape):
-    """``probe(x, w, out, reps)`` of float32: out[t, p, c] = reps · Σ_j x[t, j, p] · w[t, j, c]."""
-    from tvm.script import tirx as T
-
-    xb, nv, k, lanes = shape.xb, shape.nv, shape.k, shape.lanes
-    width = nv * lanes
-
-    @T.prim_func
-    def probe(x: T.Buffer((tasks, k, xb), "float32"), w: T.Buffer((tasks, k, width), "float32"),
-              out: T.Buffer((tasks, xb, width), "float32"), reps: T.int32):
-        T.func_attr({"global_symbol": "probe", "tirx.noalias": True})
-        for t in T.parallel(tasks):
-            acc = T.decl_buffer((xb, width), "float32", scope="local")
-            for p in T.unroll(xb):
-                for v in T.unroll(nv):
-                    for ln in T.vectorized(lanes):
-                        acc[p, v * lanes + ln] = T.float32(0)
-            for _r in range(reps):
-                for j in range(k):
-                    for p in T.unroll(xb):
-                        for v in T.unroll(nv):
-                            for ln in T.vectorized(lanes):
-                                acc[p, v * lanes + ln] = T.fma(x[t, j, p], w[t, j, v * lanes + ln],
-                                                               acc[p, v * lanes + ln])
-            for p in T.unroll(xb):
-                for v in T.unroll(nv):
-                    for ln in T.vectorized(lanes):
-                        out[t, p, v * lanes + ln] = acc[p, v * lanes + ln]
-
-    return probe
-
-
 class FloatProbe(R.Probe):
     """The compiled float probe; timing and calibration are the binary probe's."""
 
@@ -61,7 +29,7 @@ class FloatProbe(R.Probe):
         self.target = R.tvm_target(target)
         self.isa_path = f"fma-f32x{(shape or float_shape(self.target)).lanes}"
         self.shape = shape or float_shape(self.target)
-        self.executable = tvm.compile(float_probe_func(self.tasks, self.shape), target=self.target)
+        self.executable = tvm.compile(R.probe_func(self.tasks, self.shape, "float32"), target=self.target)
         self.module = self.executable.mod
         self.func = self.module["probe"]
         s = self.shape
