@@ -16,7 +16,7 @@ def rq1(profiles: dict[str, dict[str, Any]], path: Path) -> Path:
     """Stacked bars: each network's kernel time split by precision (shares)."""
     plt = pyplot()
     names = list(profiles)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(names) + 3.5), 4.5))
     bottom = np.zeros(len(names))
     for c in CATEGORIES:
         v = np.array([shares(profiles[n])[c] for n in names]) * 100
@@ -25,7 +25,7 @@ def rq1(profiles: dict[str, dict[str, Any]], path: Path) -> Path:
             bottom += v
     ax.set_ylabel("share of latency (%)")
     ax.set_title("RQ1: where the latency goes, by precision", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -24,7 +24,9 @@ def measure_roofline(threads: int) -> dict[str, float]:
     from ..compare import roofline, roofline_float
 
     roofline.ensure_thread_pool(max(threads, roofline.num_tvm_threads()))
-    return {"binary": roofline.measure(threads).gmacs, "float": roofline_float.measure(threads).gmacs}
+    # many short samples, the best kept: on a shared machine a long sample is rarely free of preemption
+    kw = {"seconds": 0.005, "repeats": 60}
+    return {"binary": roofline.measure(threads, **kw).gmacs, "float": roofline_float.measure(threads, **kw).gmacs}
 
 
 def profile(executable, inputs: Sequence[np.ndarray] | None = None, *, threads: int | None = None,

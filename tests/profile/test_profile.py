@@ -84,6 +84,7 @@ def test_profile_in_place_accounts_every_layer(model, exe):
     assert all(r["ms"] > 0 for r in p["kernels"])
     assert p["sum_of_kernels_ms"] == pytest.approx(sum(r["ms"] for r in p["kernels"]))
     assert sum(r["share"] for r in p["kernels"]) == pytest.approx(1.0)
+    assert 0 < p["end_to_end_best_ms"] <= p["end_to_end_ms"] and p["kernels_per_run_median_ms"] > 0
     assert p["layers_without_kernel"] == ["drop"]
     by_name = {x["name"]: x for x in p["layers"]}
     assert set(by_name) == {layer.name for layer in model.layers} - {"image"}
