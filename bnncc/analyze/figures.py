@@ -61,8 +61,13 @@ def rq3(points: list[dict[str, Any]], line: dict[str, Any], path: Path, xlabel: 
     x = np.array([p["x"] for p in points])
     y = np.array([p["y"] for p in points])
     ax.scatter(x, y, color=COLOURS["binary"], zorder=3)
-    for p in points:
-        ax.annotate(p["name"], (p["x"], p["y"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    placed: list[tuple[float, float]] = []
+    span_x, span_y = max(np.ptp(x), 1e-9), max(np.ptp(y), 1e-9)
+    for p in points:  # a point next to one already named gets its name below it, not on top of the other
+        near = any(abs(p["x"] - a) < 0.05 * span_x and abs(p["y"] - b) < 0.05 * span_y for a, b in placed)
+        ax.annotate(p["name"], (p["x"], p["y"]), textcoords="offset points", xytext=(4, -12 if near else 4),
+                    fontsize=8)
+        placed.append((p["x"], p["y"]))
     if line["slope"] is not None:
         xs = np.linspace(0, x.max() * 1.05, 50)
         ax.plot(xs, line["slope"] * xs + line["intercept"], color="grey", linestyle="--",

@@ -53,3 +53,12 @@ def why(p: dict[str, Any]) -> str:
         parts.append(f"{' + '.join(r['layers'][:3])}{'…' if len(r['layers']) > 3 else ''} ({r['category']}, "
                      f"{r['share']:.0%}{speed})")
     return f"float kernels take {float_share(p):.0%} of its time; slowest: " + "; ".join(parts)
+
+
+def slow_kernels(p: dict[str, Any], below: float = 0.25) -> str:
+    """The MAC kernels under ``below`` of their precision's roofline (memory-bound ones, typically): how many,
+    and their share of the time."""
+    slow = [r for r in p["kernels"] if r.get("roofline_fraction") is not None and r["roofline_fraction"] < below]
+    if not slow:
+        return "none"
+    return f"{len(slow)}, {sum(r['share'] for r in slow):.0%} of the time"
