@@ -179,8 +179,8 @@ def label_fused_calls(before: tvm.IRModule, after: tvm.IRModule) -> tvm.IRModule
             args = [resolve(a, local) for a in _tir_args(inner.value)]
             for var, orig_args, data in originals.get(inner.value.args[0].name_hint, []):
                 if len(args) == len(orig_args) and all(_same(x, y) for x, y in zip(args, orig_args, strict=True)):
-                    local[inner.var], data_found = var, data
-                    found.append(data_found)
+                    local[inner.var] = var
+                    found.append(data)
                     break
         out = func.body.body
         if isinstance(out, relax.Tuple):
