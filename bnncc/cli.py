@@ -1,4 +1,4 @@
-"""Command line: ``bnncc compile | run | bench | models | demo`` (also ``python -m bnncc``).
+"""Command line: ``bnncc compile | run | bench | profile | analyze | models | demo`` (also ``python -m bnncc``).
 
 Exit codes: 0 success, 1 an internal failure (a bug: please report it), 2 bad input (a clear one-line error).
 Progress and summaries go to stderr; only requested data goes to files/stdout.
@@ -13,15 +13,15 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_common import check_model_arg as _check_model_arg
+from .cli_common import keras_model as _keras_model
+from .cli_common import non_keras_file as _non_keras_file
+from .cli_common import remote_options as _remote_options
+from .cli_common import say as _say
 from .errors import BnnccError
 from .limits import check_threads
 from .outputs import check_not_input, check_writable, save_outputs
 from .tune.util import check_log_dir
-from .zoo import ZOO_NAMES
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _size(n: int) -> str:
@@ -33,35 +33,6 @@ def _set_threads(n: int | None) -> None:
         from .runtime import set_num_threads
 
         set_num_threads(n)
-
-
-def _check_model_arg(spec: str, trust_model: bool) -> None:
-    """A model argument is a Keras file bnncc can read (kind by content, no code-carrying layers unless
-    trusted) or a zoo name: checked before TensorFlow is imported."""
-    if Path(spec).exists():
-        if _non_keras_file(spec):  # ONNX/TFLite carry no code; their frontends check their own files
-            return
-        from .frontend.model_config import check_model_file
-
-        check_model_file(spec, trust_model=trust_model)
-    elif spec not in ZOO_NAMES:
-        raise BnnccError(f"{spec}: no such file, and not a zoo model ({', '.join(ZOO_NAMES)})")
-
-
-def _keras_model(spec: str, input_size: int | None, trust_model: bool = False):
-    """A Keras model path or a zoo name → (keras model, path or None)."""
-    _check_model_arg(spec, trust_model)
-    if Path(spec).exists():
-        from .frontend.keras import load_keras
-
-        return load_keras(spec, trust_model=trust_model), spec
-    from . import models
-
-    shape = (input_size, input_size, 3) if input_size else (224, 224, 3)
-    try:
-        return models.build(spec, input_shape=shape), None
-    except ValueError as e:  # Keras: the input is too small for the architecture
-        raise BnnccError(f"{spec} cannot take {shape[0]}x{shape[1]} inputs: {str(e).splitlines()[0][:200]}") from None
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -83,16 +54,6 @@ def _float_size(model) -> int:
 
 
 # ------------------------------------------------------------------------------------------- commands
-def _non_keras_file(spec: str) -> bool:
-    """True for an existing model file another frontend than Keras reads (its type picks the frontend; a type
-    bnncc cannot read yet is a clear error here)."""
-    if not Path(spec).exists():
-        return False
-    from .frontend.formats import model_format
-
-    return model_format(spec) != "keras"
-
-
 def _import(args):
     """The model argument → (Relax module, Keras model or None, file path or None)."""
     from .frontend.formats import import_model
@@ -183,7 +144,7 @@ def cmd_compile(args) -> int:
         mod = _quantize(args, mod, calibration)
     _say(f"bnncc: compiling for {args.target}")
     exe = build(mod, args.target, tuning_log=None if args.no_tuning else (args.tuning_log or "auto"),  # tuning
-                name=Path(path).stem if path else args.model, dump_ir=args.dump_ir)
+                name=Path(path).stem if path else args.model, dump_ir=args.dump_ir, on_phase=_phase_progress(t0))
     out = exe.export_library(args.output)
     stats = exe.stats
     so_size = out.stat().st_size
@@ -194,6 +155,10 @@ def cmd_compile(args) -> int:
     _say(f"  binary ops: {stats['binary_ops']}  float ops: {stats['float_ops']}  "
          f"packed between binary layers: {stats['packed_outputs']}")
     _say(f"  size: {_size(so_size)} (vs {_size(ref_size)} of {what}: {ref_size / so_size:.1f}x smaller)")
+    mem = stats.get("memory")
+    if mem:
+        _say(f"  memory: peak activations {_size(mem['peak_activation_bytes'])} (memory plan), "
+             f"weights {_size(mem['weight_bytes'])}")
     from .tune.log import describe_tuning  # tuning
 
     _say(f"  {describe_tuning(stats)}")
@@ -212,6 +177,20 @@ def _check_library(path: str, rpc: bool) -> None:
     if not rpc and info.machine != host_machine():
         raise BnnccError(f"{path}: built for {info.machine}, this machine is {host_machine()}; run it on such a "
                          "device (bnncc run --rpc HOST:PORT --key KEY, or deploy/)")
+
+
+def _phase_progress(t0: float):
+    """A progress line per compile phase, in the style of ``bnncc tune``: ``[i/n] phase (seconds so far)``."""
+    from .pipeline import PHASE_NAMES
+
+    steps = [*PHASE_NAMES, "codegen"]
+
+    def show(name: str, _mod) -> None:
+        i = steps.index(name) + 1
+        what = "code generation (LLVM)" if name == "codegen" else f"{name} done"
+        _say(f"bnncc: compile [{i}/{len(steps)}] {what} ({time.perf_counter() - t0:.1f} s)")
+
+    return show
 
 
 def cmd_run(args) -> int:
@@ -401,12 +380,8 @@ _TRUST_HELP = ("load a model whose layers carry Python code (Lambda): Keras runs
 _THREADS_HELP = "kernel threads, 1 to 4 per core of this machine (default: every core)"
 
 
-def _remote_options(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--rpc", metavar="HOST:PORT", help=f"a TVM RPC tracker: {what}")
-    parser.add_argument("--key", default="aarch64-qemu", help="device key at the tracker")
-
-
 def parser() -> argparse.ArgumentParser:
+    from .cli_profile import add_profile_parsers
     from .targets import target_names
 
     p = _Parser(prog="bnncc", description="Compile Binarized Neural Networks with TVM.")
@@ -470,6 +445,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--layers", default="L1,L2,L3,L4,L5", help="with --compare: the layers of docs/benchmarks.md")
     b.add_argument("--out", help="with --compare: results path without suffix ('' for none)")
     b.set_defaults(func=cmd_bench)
+
+    add_profile_parsers(sub)  # profile, analyze (bnncc.cli_profile)
 
     m = sub.add_parser("models", help="the model zoo with parameter and MAC counts")
     m.add_argument("--full", action="store_true", help="build with weights (slower; same counts)")

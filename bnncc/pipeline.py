@@ -5,16 +5,22 @@ writes the module after each phase to ``DIR/NN-<phase>.py``):
 
     import             the frontend's module, as given
     graph              BatchNorm/activations folded into the binary ops' output transform; activations kept packed
-                       between binary layers; max-pool of signs → binary max-pool (FuseBinaryLayers)
+                       between binary layers; max-pool of signs → binary max-pool (FuseBinaryLayers); each
+                       conv/dense records its MACs (AnnotateMacs)
     layout             bconv2d weights stored HWIO, output channels contiguous (UseWeightLayout)
     legalize           every op → a TE PrimFunc; compile-time constants folded (incl. padding correction tables)
     fuse               operators grouped into kernels (FuseOps)
     pack_in_producers  a bitpack of a conv's float output joins that conv's kernel (PackInProducers)
-    fuse_tir           each group → one PrimFunc (FuseTIR): what tuning extracts its tasks from
+    fuse_tir           each group → one PrimFunc (FuseTIR): what tuning extracts its tasks from; each kernel call's
+                       source layers and MACs recorded (``stats["kernels"]``, in execution order)
     tuning             tuned schedules of the tuning log replace the defaults where it has records
     schedule           bnncc's default schedules for the other PrimFuncs (bnncc.schedules, per target family)
     signature          the model's signature recorded in the library (function ``bnncc_signature``)
-    vm                 Relax VM lowering: dataflow lowering, memory planning, shape lowering
+    vm                 Relax VM lowering: dataflow lowering, memory planning, shape lowering; the memory plan's
+                       activation bytes and the weight bytes recorded (``stats["memory"]``, also in the signature)
+
+Source-layer attribution (what ``bnncc profile`` reports): every call carries the layers it computes in its span,
+through every phase up to FuseTIR (:mod:`bnncc.provenance`).
 
 then code generation (``tvm.compile``: the PrimFuncs through TVM's TIR pipeline and LLVM, the VM bytecode).
 """
@@ -32,9 +38,13 @@ from typing import Any
 import tvm
 from tvm import relax
 
-from . import relay_ops  # noqa: F401  (registers the ops)
+from . import (
+    memory,
+    provenance,
+    relay_ops,  # noqa: F401  (registers the ops)
+)
 from .outputs import atomic_write
-from .relay_ops.passes import FuseBinaryLayers, PackInProducers, UseWeightLayout
+from .relay_ops.passes import AnnotateMacs, FuseBinaryLayers, PackInProducers, UseWeightLayout
 from .runtime import SIGNATURE_FUNC, Executable, check_writable, load, set_num_threads
 from .schedules import CONV_BLOCKS, schedule_module
 from .targets import TargetSpec, get_target
@@ -91,6 +101,9 @@ def _schedule(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
 @_module_pass("AttachSignature")
 def _attach_signature(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
     sig = signature_of(mod, c.spec, c.name)
+    layers = mod.get_attr(provenance.SOURCE_LAYERS_ATTR)
+    if layers is not None:
+        sig["layers"] = json.loads(str(layers))
     c.stats["signature"] = sig
     bb = relax.BlockBuilder(mod)
     with bb.function(SIGNATURE_FUNC, []):
@@ -98,26 +111,70 @@ def _attach_signature(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
     return bb.get()
 
 
+@_module_pass("FuseOpsLabellingCalls")
+def _fuse_ops(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
+    # each fused call names the layers it computes (the fused functions are shared between call sites)
+    return provenance.label_fused_calls(mod, relax.transform.FuseOps()(mod))
+
+
+@_module_pass("FuseTIRRecordingKernels")
+def _fuse_tir(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
+    sites = provenance.kernel_sites(mod)
+    mod = relax.transform.FuseTIR()(mod)
+    callees = provenance.call_tir_callees(mod)
+    if len(callees) != len(sites):  # FuseTIR maps each kernel call to one call_tir; anything else is a bnncc bug
+        raise RuntimeError(f"FuseTIR made {len(callees)} kernel calls of {len(sites)}")
+    c.stats["kernels"] = [{"kernel": k, **s, **({"view": True} if provenance.is_view(mod, k) else {})}
+                          for k, s in zip(callees, sites, strict=True)]
+    return mod
+
+
+def _with_signature(mod: tvm.IRModule, name: str, text: str) -> tvm.IRModule:
+    """``mod`` whose VM-lowered signature function ``name`` returns ``text`` instead."""
+    old = mod[name]
+    mod = mod.clone()
+    text_expr = relax.BlockBuilder().normalize(relax.expr.String(text))
+    body = relax.SeqExpr(old.body.blocks, text_expr) if isinstance(old.body, relax.SeqExpr) else text_expr
+    mod[name] = relax.BlockBuilder().normalize(relax.Function(old.params, body, old.ret_ty, old.is_pure, old.attrs))
+    return mod
+
+
+@_module_pass("RecordLoweredModel")
+def _record_lowered(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
+    """The kernels that still run after VM lowering, and the memory plan, into the stats and the signature."""
+    if "kernels" in c.stats:
+        c.stats["kernels"] = provenance.align(c.stats["kernels"], provenance.lowered_kernel_calls(mod))
+    c.stats["memory"] = memory.planned(mod)
+    if SIGNATURE_FUNC in [gv.name_hint for gv in mod.get_global_vars()]:
+        sig = c.stats["signature"]
+        sig["memory"] = c.stats["memory"]
+        if "kernels" in c.stats:  # what bnncc profile attributes a library's kernel times by
+            sig["kernels"] = c.stats["kernels"]
+        mod = _with_signature(mod, SIGNATURE_FUNC, json.dumps(sig))
+    return mod
+
+
 def _legalize_passes(c: Compilation) -> list[tvm.transform.Pass]:
     T = relax.transform
-    return [relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), T.LegalizeOps(),
-            T.AnnotateTIROpPattern(), T.FoldConstant()]
+    keep = provenance.keep_layers  # legalized calls keep the layers their variables had
+    return [relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), keep(T.LegalizeOps()),
+            T.AnnotateTIROpPattern(), keep(T.FoldConstant())]
 
 
 def _vm_passes(c: Compilation) -> list[tvm.transform.Pass]:
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
-    return [*cpu.dataflow_lower_passes(c.target), *cpu.finalize_passes(c.target)]
+    return [*cpu.dataflow_lower_passes(c.target), *cpu.finalize_passes(c.target), _record_lowered(c)]
 
 
 PHASES: tuple[Phase, ...] = (
     Phase("import", lambda c: []),
-    Phase("graph", lambda c: [FuseBinaryLayers(), _record_graph_stats(c)]),
-    Phase("layout", lambda c: [UseWeightLayout("HWIO")]),
+    Phase("graph", lambda c: [FuseBinaryLayers(), AnnotateMacs(), _record_graph_stats(c)]),
+    Phase("layout", lambda c: [provenance.keep_layers(UseWeightLayout("HWIO"))]),
     Phase("legalize", _legalize_passes),
-    Phase("fuse", lambda c: [relax.transform.FuseOps()]),
+    Phase("fuse", lambda c: [_fuse_ops(c)]),
     Phase("pack_in_producers", lambda c: [PackInProducers(CONV_BLOCKS)]),
-    Phase("fuse_tir", lambda c: [relax.transform.FuseTIR()]),
+    Phase("fuse_tir", lambda c: [_fuse_tir(c)]),
     Phase("tuning", lambda c: [_apply_tuning(c)] if c.tuning is not None else []),
     Phase("schedule", lambda c: [_schedule(c)]),
     Phase("signature", lambda c: [_attach_signature(c)]),
@@ -197,13 +254,15 @@ def lower(mod: tvm.IRModule, target: str | TargetSpec, num_cores: int | None = N
 
 
 def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=None, name: str | None = None,
-          dump_ir: str | os.PathLike | None = None) -> Executable:
+          dump_ir: str | os.PathLike | None = None,
+          on_phase: Callable[[str, tvm.IRModule], None] | None = None) -> Executable:
     """Compile a Relax module (with bnncc ops) for ``target``.
 
     ``tuning_log``: None (bnncc's default schedules), ``"auto"`` (the log of ``tuning_logs/`` matching the target,
     if there is one), a log directory written by ``bnncc tune``, or a :class:`bnncc.tune.log.TuningLog`. How many
     ops it tuned is in ``Executable.stats["tuned_ops"]``. ``name`` is the model name the library records
-    (default: the module's ``bnncc.model_name`` attribute, else "model")."""
+    (default: the module's ``bnncc.model_name`` attribute, else "model"). ``on_phase(name, module)`` is called
+    after each phase (progress), and with ``("codegen", None)`` before code generation."""
     spec = get_target(target)
     tuning = None
     if tuning_log is not None:
@@ -214,6 +273,8 @@ def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=No
         attr = mod.get_attr("bnncc.model_name")
         name = str(attr) if attr is not None else "model"
     c = compilation(spec, None, tuning, name)
-    lowered = run_phases(mod, c, dump_ir=dump_ir)
+    lowered = run_phases(mod, c, dump_ir=dump_ir, on_phase=on_phase)
+    if on_phase is not None:
+        on_phase("codegen", None)
     ex = tvm.compile(lowered, c.target, relax_pipeline=None)
     return Executable(ex, spec, stats=c.stats, signature=c.stats.pop("signature"))

@@ -33,6 +33,31 @@ def compile_graph(body: Callable[..., relax.Expr], *input_types: tuple[tuple[int
     return build(graph_module(body, *input_types), target, **build_options)
 
 
+def small_bnn(width: int = 32, name: str = "small_bnn"):
+    """A small Keras/Larq model with known layers (16×16×3 input): a float stem, two identical binary blocks (conv,
+    BatchNorm, residual add: FuseOps shares one function between them), a binary conv of ``2·width`` with
+    BatchNorm, max-pooling, an identity (Dropout), a float classifier with softmax."""
+    from ._tf import keras, lq
+
+    binary = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+                  use_bias=False)
+    inp = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(width, 3, padding="same", name="stem")(inp)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    for block in ("1", "1b"):
+        y = lq.layers.QuantConv2D(width, 3, padding="same", name=f"bconv{block}", **binary)(x)
+        y = keras.layers.BatchNormalization(name=f"bn{block}")(y)
+        x = keras.layers.Add(name=f"add{block}")([x, y])
+    y = lq.layers.QuantConv2D(2 * width, 3, padding="same", name="bconv2", **binary)(x)
+    y = keras.layers.BatchNormalization(name="bn2")(y)
+    y = keras.layers.MaxPooling2D(2, name="pool")(y)
+    y = keras.layers.Dropout(0.5, name="drop")(y)
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    y = keras.layers.Dense(10, name="fc")(y)
+    y = keras.layers.Activation("softmax", name="softmax")(y)
+    return keras.Model(inp, y, name=name)
+
+
 def random_input(rng: np.random.Generator, shape, zeros: float = 0.05) -> np.ndarray:
     """Normal float32 data with some exact zeros and negative zeros (sign(±0) = +1 is part of the contract)."""
     x = rng.standard_normal(shape).astype(np.float32)

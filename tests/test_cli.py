@@ -204,6 +204,11 @@ def test_compile_zoo_model_reports_size_ratio(zoo_so):
     assert so_size == pytest.approx(so.stat().st_size, rel=0.01)
     assert ratio == pytest.approx(ref_size / so_size, rel=0.02)
     assert ratio > 4  # the binary kernels are stored bitpacked: far smaller than float32 weights
+    # the memory plan's peak activations and the stored weights; a progress line per compile phase
+    mem = re.search(r"memory: peak activations ([\d.]+) (KiB|MiB) \(memory plan\), weights ([\d.]+) (KiB|MiB)",
+                    r.stderr)
+    assert mem and float(mem[1]) > 0 and float(mem[3]) * unit[mem[4]] < so_size, describe(r)
+    assert re.search(r"^bnncc: compile \[12/12\] code generation", r.stderr, re.M), describe(r)
 
 
 def test_compile_dump_ir_writes_one_file_per_phase(zoo_so):

@@ -164,34 +164,45 @@ def default_shape(target=None) -> ProbeShape:
     return ProbeShape(xb, nv, 64, max(1, facts.vector_bits // 64))
 
 
-def probe_func(tasks: int, shape: ProbeShape):
+def probe_func(tasks: int, shape: ProbeShape, dtype: str = "uint64"):
     """The PrimFunc ``probe(x, w, out, reps)``: ``tasks`` parallel copies of the register-tile loop.
 
-    x: uint64 [tasks, k, xb], w: uint64 [tasks, k, nv·lanes], out: uint64 [tasks, xb, nv·lanes] (the popcount
-    sums over ``reps`` passes, so nothing is dead code); ``reps`` is a runtime argument.
+    x: [tasks, k, xb], w: [tasks, k, nv·lanes], out: [tasks, xb, nv·lanes] of ``dtype``: uint64 (the popcount
+    sums of x XOR w over ``reps`` passes) or float32 (the FMA probe of :mod:`.roofline_float`: the sums of x·w),
+    so nothing is dead code; ``reps`` is a runtime argument.
     """
     from tvm.script import tirx as T
 
     xb, nv, k, lanes = shape.xb, shape.nv, shape.k, shape.lanes
     width = nv * lanes
 
+    @T.macro
+    def popcount_step(acc, x, w, t, j, p, c):
+        acc[p, c] = acc[p, c] + T.popcount(x[t, j, p] ^ w[t, j, c])
+
+    @T.macro
+    def fma_step(acc, x, w, t, j, p, c):  # T.fma: LLVM emits vfmadd*ps without fast-math contraction
+        acc[p, c] = T.fma(x[t, j, p], w[t, j, c], acc[p, c])
+
+    step = fma_step if dtype == "float32" else popcount_step
+    zero = T.float32(0) if dtype == "float32" else T.uint64(0)
+
     @T.prim_func
-    def probe(x: T.Buffer((tasks, k, xb), "uint64"), w: T.Buffer((tasks, k, width), "uint64"),
-              out: T.Buffer((tasks, xb, width), "uint64"), reps: T.int32):
+    def probe(x: T.Buffer((tasks, k, xb), dtype), w: T.Buffer((tasks, k, width), dtype),
+              out: T.Buffer((tasks, xb, width), dtype), reps: T.int32):
         T.func_attr({"global_symbol": "probe", "tirx.noalias": True})
         for t in T.parallel(tasks):
-            acc = T.decl_buffer((xb, width), "uint64", scope="local")
+            acc = T.decl_buffer((xb, width), dtype, scope="local")
             for p in T.unroll(xb):
                 for v in T.unroll(nv):
                     for ln in T.vectorized(lanes):
-                        acc[p, v * lanes + ln] = T.uint64(0)
+                        acc[p, v * lanes + ln] = zero
             for _r in range(reps):
                 for j in range(k):
                     for p in T.unroll(xb):
                         for v in T.unroll(nv):
                             for ln in T.vectorized(lanes):
-                                acc[p, v * lanes + ln] = acc[p, v * lanes + ln] + T.popcount(
-                                    x[t, j, p] ^ w[t, j, v * lanes + ln])
+                                step(acc, x, w, t, j, p, v * lanes + ln)
             for p in T.unroll(xb):
                 for v in T.unroll(nv):
                     for ln in T.vectorized(lanes):

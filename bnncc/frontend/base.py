@@ -16,6 +16,7 @@ import tvm
 from tvm import relax
 
 from ..errors import FrontendError
+from ..provenance import with_layers
 
 Outputs = relax.Expr | Sequence[relax.Expr]
 ConvertFn = Callable[..., Outputs]  # (LayerBuilder, layer, *inputs) → one output or a sequence of outputs
@@ -193,7 +194,7 @@ class Graph:
 
     def layer(self, name: str) -> LayerBuilder:
         """The builder a converter of layer ``name`` emits with (values are named after the layer)."""
-        return LayerBuilder(self, name.replace("/", "_").replace(".", "_"))
+        return LayerBuilder(self, name.replace("/", "_").replace(".", "_"), name)
 
     def build(self, params: Sequence[relax.Var], body: Callable[[], Sequence[relax.Expr]]) -> tvm.IRModule:
         """Module with ``main(*params)`` returning ``body()``'s outputs (one, or a tuple)."""
@@ -217,6 +218,7 @@ class LayerBuilder:
 
     graph: Graph
     name_hint: str
+    layer: str = ""  # the source layer's name as the user wrote it (recorded in each call's span)
 
     @property
     def bits(self) -> int:
@@ -224,7 +226,8 @@ class LayerBuilder:
         return self.graph.bits
 
     def emit(self, expr: relax.Expr) -> relax.Var:
-        return self.graph.bb.emit(expr, name_hint=self.name_hint)
+        """Bind ``expr``; a call records its layer (:mod:`bnncc.provenance`: the profiler's attribution)."""
+        return self.graph.bb.emit(with_layers(expr, [self.layer or self.name_hint]), name_hint=self.name_hint)
 
 
 # ---------------------------------------------------------------------------------------------- float activations

@@ -14,6 +14,7 @@ This module only walks the Keras graph and reads layer attributes: one converter
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tvm import relax
 
 from .. import reference
 from ..errors import BnnccError, FrontendError
+from ..provenance import SOURCE_LAYERS_ATTR
 from . import bnn
 from .base import (
     ConverterTable,
@@ -347,7 +349,9 @@ class _Import:
             self.walk(model)
             return [self.values[id(t)] for t in model.outputs]
 
-        return self.graph.build(params, body)
+        mod = self.graph.build(params, body)
+        # every layer as written, in graph order: what bnncc profile accounts each kernel's time to
+        return mod.with_attr(SOURCE_LAYERS_ATTR, json.dumps([[x.name, x.kind] for x in self.layers(model)]))
 
     def walk(self, model) -> None:
         for node in _nodes(model):

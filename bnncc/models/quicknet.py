@@ -44,8 +44,8 @@ def _stem(x, filters: int):
     return keras.layers.BatchNormalization()(x)
 
 
-def _residual(x):
-    shortcut = x
+def binary_block(x):
+    """A residual block without its shortcut: binary 3×3 conv (ReLU on the accumulator) → BatchNorm."""
     x = lq.layers.QuantConv2D(
         int(x.shape[-1]),
         (3, 3),
@@ -56,8 +56,11 @@ def _residual(x):
         use_bias=False,
         **_binary_args(),
     )(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
-    return x + shortcut  # a TFOpLambda ``tf.__operators__.add``, as in larq-zoo
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+
+
+def _residual(x):
+    return binary_block(x) + x  # a TFOpLambda ``tf.__operators__.add``, as in larq-zoo
 
 
 def _transition(x, filters: int, strides: int = 2):

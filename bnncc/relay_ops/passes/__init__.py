@@ -3,8 +3,9 @@
 The order they run in is :mod:`bnncc.pipeline`'s pass list.
 """
 
+from .annotate_macs import AnnotateMacs
 from .fuse_binary_layers import FuseBinaryLayers, fuse_binary_layers
 from .pack_in_producers import PackInProducers
 from .weight_layout import UseWeightLayout
 
-__all__ = ["FuseBinaryLayers", "PackInProducers", "UseWeightLayout", "fuse_binary_layers"]
+__all__ = ["AnnotateMacs", "FuseBinaryLayers", "PackInProducers", "UseWeightLayout", "fuse_binary_layers"]

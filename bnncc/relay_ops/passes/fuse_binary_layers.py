@@ -16,6 +16,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from ...provenance import merge
 from ..bconv2d import BCONV2D
 from ..bconv2d import rebuild as rebuild_bconv2d
 from ..bdense import BDENSE
@@ -78,7 +79,8 @@ class _FuseBinary(relax.PyExprMutator):
         new = self._fuse(call)
         if new is not None:
             self.changed += 1
-            return new
+            # the fused call computes both layers (the profiler reports them together)
+            return merge(new, call, self._producer(call.args[0]))
         return call
 
     def _fuse(self, call: relax.Call):
@@ -111,12 +113,12 @@ class _FuseBinary(relax.PyExprMutator):
             if prod.op.name == "relax.reshape" and groups == 1 and len(src.ty.shape) == 4 and \
                     len(prod.ty.shape) == 2 and int(src.ty.shape[-1]) % bits == 0:
                 # Flatten of whole words: packing commutes with it, so the producer can emit packed words.
-                packed = self.builder_.emit(bitpack(src, bits=bits))
+                packed = self.builder_.emit(merge(bitpack(src, bits=bits), call, prod))
                 n = int(prod.ty.shape[0])
                 return relax.op.reshape(packed, (n, int(np.prod([int(d) for d in packed.ty.shape])) // n))
             if prod.op.name == "relax.nn.max_pool2d" and str(prod.attrs["layout"]) == "NHWC" and \
                     all(int(d) == 1 for d in prod.attrs["dilation"]) and not prod.attrs["ceil_mode"]:
-                packed = self.builder_.emit(bitpack(prod.args[0], bits=bits, groups=groups))
+                packed = self.builder_.emit(merge(bitpack(prod.args[0], bits=bits, groups=groups), call, prod))
                 a = prod.attrs
                 return bmaxpool2d(packed, tuple(a["pool_size"]), tuple(a["strides"]), tuple(a["padding"]))
         return None

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import tvm
 from tvm import relax, s_tir, tirx
 
+from ...provenance import merge
 from ..bitpack import BLOCK as BITPACK_BLOCK
 
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
@@ -59,7 +60,7 @@ def _with_bitpack(func: relax.Function, pack: relax.Call) -> relax.Function:
     seq = func.body
     y = seq.body
     bits = relax.Var("bits", pack.ty)
-    call = relax.Call(_CALL_TIR, [pack.args[0], relax.Tuple([y])], pack.attrs, pack.ty_args)
+    call = relax.Call(_CALL_TIR, [pack.args[0], relax.Tuple([y])], pack.attrs, pack.ty_args, pack.span)
     last = seq.blocks[-1]
     blocks = [*seq.blocks[:-1], type(last)([*last.bindings, relax.VarBinding(bits, call)])]
     return relax.Function(func.params, relax.SeqExpr(blocks, relax.Tuple([y, bits])),
@@ -68,17 +69,19 @@ def _with_bitpack(func: relax.Function, pack: relax.Call) -> relax.Function:
 
 @relax.expr_functor.mutator
 class _PackInProducer(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, fused: dict, packs: dict):
+    def __init__(self, mod: tvm.IRModule, fused: dict, packs: dict, pack_values: dict):
         super().__init__(mod)
         self.fused = fused  # producer var → the GlobalVar of its kernel with the bitpack added
         self.packs = packs  # bitpack var → producer var
+        self.pack_values = pack_values  # producer var → the bitpack call it absorbs
         self.tuples: dict = {}
 
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
         var = binding.var
         if var in self.fused:
             call = self.visit_expr(binding.value)
-            both = self.builder_.emit(relax.Call(self.fused[var], call.args))
+            # this call site now computes the bitpack's layers too (bnncc.provenance)
+            both = self.builder_.emit(merge(relax.Call(self.fused[var], call.args), call, self.pack_values[var]))
             self.tuples[var] = both
             item = self.builder_.normalize(relax.TupleGetItem(both, 0))
             self.builder_.emit_normalized(relax.VarBinding(var, item))
@@ -104,7 +107,7 @@ class PackInProducers:
             if not isinstance(func, relax.Function) or (func.attrs is not None and "Primitive" in func.attrs):
                 continue
             values = {b.var: b.value for block in func.body.blocks for b in block.bindings}
-            fused, packs = {}, {}
+            fused, packs, pack_values = {}, {}, {}
             for var, value in values.items():
                 if not _is_whole_word_bitpack(mod, value):
                     continue
@@ -118,7 +121,7 @@ class PackInProducers:
                     bb = relax.BlockBuilder(mod)
                     made[key] = bb.add_func(_with_bitpack(kernel, value), "_".join(k.name_hint for k in key))
                     mod = bb.get()
-                fused[y], packs[var] = made[key], y
+                fused[y], packs[var], pack_values[y] = made[key], y, value
             if fused:
-                mod[gv] = _PackInProducer(mod, fused, packs).visit_expr(func)
+                mod[gv] = _PackInProducer(mod, fused, packs, pack_values).visit_expr(func)
         return relax.transform.DeadCodeElimination()(mod)
