@@ -369,3 +369,34 @@ def test_formats_not_yet_supported(tmp_path, suffix):
     (tmp_path / f"m{suffix}").write_bytes(b"\0" * 16)
     line = clean_error(bnncc("compile", f"m{suffix}", "-o", "m.so", cwd=tmp_path))
     assert f"m{suffix}" in line and "not yet supported" in line and ".onnx" in line
+
+
+def test_compile_lce_tflite_matches_lce(tmp_path):
+    lce = pytest.importorskip("larq_compute_engine")
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    from bnncc._tf import keras, lq
+
+    kw = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+              use_bias=False)
+    i = keras.Input((10, 10, 8))
+    x = lq.layers.QuantConv2D(32, 3, padding="same", pad_values=1.0, **kw)(i)
+    x = keras.layers.BatchNormalization(beta_initializer="random_normal")(x)
+    x = keras.layers.MaxPool2D()(lq.quantizers.SteSign()(x))  # LCE: bitpacked output → LceBMaxPool2d
+    x = lq.layers.QuantConv2D(16, 3, **kw)(x)
+    buf = lce.convert_keras_model(keras.Model(i, x))
+    (tmp_path / "m.tflite").write_bytes(buf)
+    r = bnncc("compile", "m.tflite", "-o", "m.so", cwd=tmp_path)
+    assert r.returncode == 0, describe(r)
+    assert "binary ops: 3" in r.stderr  # bconv2d, bmaxpool2d, bconv2d
+    xin = np.random.default_rng(0).standard_normal((1, 10, 10, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", xin)
+    r = bnncc("run", "m.so", "-i", "x.npy", "-o", "y.npy", cwd=tmp_path)
+    assert r.returncode == 0, describe(r)
+    assert np.array_equal(np.load(tmp_path / "y.npy"), Interpreter(buf, num_threads=1).predict(xin))
+
+
+def test_truncated_tflite(tmp_path):
+    (tmp_path / "t.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(40))
+    line = clean_error(bnncc("compile", "t.tflite", "-o", "m.so", cwd=tmp_path))
+    assert "t.tflite" in line and "not a TFLite model" in line
