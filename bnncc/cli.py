@@ -13,11 +13,15 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_common import TRUST_HELP as _TRUST_HELP
 from .cli_common import check_model_arg as _check_model_arg
+from .cli_common import import_model_arg as _import_model_arg
 from .cli_common import keras_model as _keras_model
 from .cli_common import non_keras_file as _non_keras_file
+from .cli_common import positive as _positive
 from .cli_common import remote_options as _remote_options
 from .cli_common import say as _say
+from .cli_quantize import add_quantize_parser, check_quantize_args, quantize, quantize_options
 from .errors import BnnccError
 from .limits import check_threads
 from .outputs import check_not_input, check_writable, save_outputs
@@ -54,80 +58,6 @@ def _float_size(model) -> int:
 
 
 # ------------------------------------------------------------------------------------------- commands
-def _import(args):
-    """The model argument → (Relax module, Keras model or None, file path or None)."""
-    from .frontend.formats import import_model
-    from .frontend.keras import from_keras as import_keras
-    from .targets import get_target
-
-    bits = args.bits or get_target(args.target).word_bits
-    if _non_keras_file(args.model):
-        _say(f"bnncc: importing {args.model}")
-        return import_model(args.model, batch_size=args.batch, bits=bits), None, args.model
-    model, path = _keras_model(args.model, args.input_size, args.trust_model)
-    _say(f"bnncc: importing {args.model}")
-    return import_keras(model, batch_size=args.batch, bits=bits, source=path), model, path
-
-
-def _check_quantize_args(args):
-    """The calibration inputs of --int8 / bnncc quantize, read before anything heavy is imported (or None)."""
-    if not getattr(args, "int8", False):
-        return None
-    if not args.calibration:
-        raise BnnccError("--int8 needs --calibration DATA.npy: inputs like the model's (a batch of them, "
-                         "up to a few hundred), to set the int8 activation ranges")
-    if args.report:
-        check_writable(args.report)
-        check_not_input(args.report, [args.model, args.calibration], flag="--report")
-    from .inputs import load_input
-
-    return load_input(args.calibration)
-
-
-def _quantize(args, mod, calibration):
-    """Post-training quantization of ``mod``'s float layers; prints the per-layer report (and writes it)."""
-    from .compare.results import format_table
-    from .ptq import quantize_model
-
-    keep = [n for n in (args.keep_float or "").split(",") if n]
-    _say(f"bnncc: quantizing float layers to int8 ({args.calibration_method}, {len(calibration)} calibration "
-         "inputs)")
-    qmod, report = quantize_model(mod, calibration, method=args.calibration_method, keep_float=keep,
-                                  keep_first_last=args.keep_first_last, target=args.target)
-    _say(format_table(report.table()))
-    _say(f"  median SQNR {report.median_sqnr():.1f} dB over {sum(r['precision'] == 'int8' for r in report.layers)}"
-         f" int8 layers")
-    if args.report:
-        from .outputs import atomic_write
-
-        atomic_write(args.report, json.dumps({"method": report.method, "samples": report.samples,
-                                              "layers": report.layers}, indent=2) + "\n")
-    return qmod
-
-
-def cmd_quantize(args) -> int:
-    args.int8 = True
-    _check_model_arg(args.model, args.trust_model)
-    calibration = _check_quantize_args(args)
-    mod, _, _ = _import(args)
-    _quantize(args, mod, calibration)
-    return 0
-
-
-def _quantize_options(p: argparse.ArgumentParser, flag: bool) -> None:
-    from .ptq.ranges import METHODS
-
-    if flag:
-        p.add_argument("--int8", action="store_true",
-                       help="post-training quantize the float conv/dense layers to int8 (binary layers stay binary)")
-    p.add_argument("--calibration", metavar="DATA.npy", help="calibration inputs [samples, *input shape]"
-                   + ("" if flag else " (required)"), required=not flag)
-    p.add_argument("--calibration-method", choices=METHODS, default="minmax")
-    p.add_argument("--keep-float", metavar="L1,L2", help="layers (names in the report) to leave in float")
-    p.add_argument("--keep-first-last", action="store_true", help="leave the first and last such layer in float")
-    p.add_argument("--report", metavar="FILE.json", help="write the per-layer quantization report here")
-
-
 def cmd_compile(args) -> int:
     check_writable(args.output)
     if Path(args.model).exists():
@@ -135,13 +65,13 @@ def cmd_compile(args) -> int:
     if args.tuning_log:
         check_log_dir(args.tuning_log)
     _check_model_arg(args.model, args.trust_model)
-    calibration = _check_quantize_args(args)
+    calibration = check_quantize_args(args)
     t0 = time.perf_counter()
     from .pipeline import build
 
-    mod, model, path = _import(args)
+    mod, model, path = _import_model_arg(args)
     if args.int8:
-        mod = _quantize(args, mod, calibration)
+        mod = quantize(args, mod, calibration)
     _say(f"bnncc: compiling for {args.target}")
     exe = build(mod, args.target, tuning_log=None if args.no_tuning else (args.tuning_log or "auto"),  # tuning
                 name=Path(path).stem if path else args.model, dump_ir=args.dump_ir, on_phase=_phase_progress(t0))
@@ -365,18 +295,7 @@ def _threads(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--threads ")) from None
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
 
-
-_TRUST_HELP = ("load a model whose layers carry Python code (Lambda): Keras runs that code to load it, so only "
-               "for files you trust (SECURITY.md)")
 _THREADS_HELP = "kernel threads, 1 to 4 per core of this machine (default: every core)"
 
 
@@ -403,19 +322,10 @@ def parser() -> argparse.ArgumentParser:
     tl.add_argument("--tuning-log", metavar="DIR", help="apply this tuning log (bnncc tune writes one)")
     tl.add_argument("--no-tuning", action="store_true", help="bnncc's default schedules, no tuning log")
     c.add_argument("--dump-ir", metavar="DIR", help="write the module after each pipeline phase to DIR/NN-<phase>.py")
-    _quantize_options(c, flag=True)
+    quantize_options(c, flag=True)
     c.set_defaults(func=cmd_compile)
 
-    q = sub.add_parser("quantize", help="post-training int8 quantization of a model's float layers: the per-layer "
-                                        "report (bnncc compile --int8 builds the library)")
-    q.add_argument("model", help="a model file or zoo name, as for compile")
-    q.add_argument("--target", default="host", choices=target_names())
-    q.add_argument("--batch", type=_positive, default=1)
-    q.add_argument("--trust-model", action="store_true", help=_TRUST_HELP)
-    q.add_argument("--bits", type=int, choices=(16, 32, 64), help=argparse.SUPPRESS)
-    q.add_argument("--input-size", type=_positive, help="input height/width for zoo models (default 224)")
-    _quantize_options(q, flag=False)
-    q.set_defaults(func=cmd_quantize)
+    add_quantize_parser(sub, target_names())  # bnncc.cli_quantize
 
     r = sub.add_parser("run", help="run a compiled library on .npy inputs")
     r.add_argument("model", help="the compiled .so")

@@ -57,3 +57,32 @@ def non_keras_file(spec: str) -> bool:
 def remote_options(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--rpc", metavar="HOST:PORT", help=f"a TVM RPC tracker: {what}")
     parser.add_argument("--key", default="aarch64-qemu", help="device key at the tracker")
+
+
+def import_model_arg(args):
+    """The model argument → (Relax module, Keras model or None, file path or None)."""
+    from .frontend.formats import import_model
+    from .frontend.keras import from_keras as import_keras
+    from .targets import get_target
+
+    bits = args.bits or get_target(args.target).word_bits
+    if non_keras_file(args.model):
+        say(f"bnncc: importing {args.model}")
+        return import_model(args.model, batch_size=args.batch, bits=bits), None, args.model
+    model, path = keras_model(args.model, args.input_size, args.trust_model)
+    say(f"bnncc: importing {args.model}")
+    return import_keras(model, batch_size=args.batch, bits=bits, source=path), model, path
+
+
+def positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+TRUST_HELP = ("load a model whose layers carry Python code (Lambda): Keras runs that code to load it, so only "
+              "for files you trust (SECURITY.md)")

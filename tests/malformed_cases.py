@@ -258,7 +258,7 @@ def model_cases() -> list[Case]:
              _compile(), "not a Keras model"),
         Case("h5-empty", _npy("model.h5", raw=b""), _compile(), "an empty file"),
         Case("h5-is-a-library", _copy("tiny.so", "model.h5"), _compile(), "neither HDF5"),
-        Case("h5-is-an-npy", GOOD_INPUT, _compile(X), "neither HDF5"),
+        Case("npy-as-model", GOOD_INPUT, _compile(X), "unknown model file type"),
         Case("h5-weights-only", lambda m, c: _h5_without_config(c / "model.h5"), _compile(), "without a Keras model"),
         Case("directory", lambda m, c: (c / "model.h5").mkdir(), _compile(), "not a SavedModel"),
         Case("savedmodel-garbage-metadata", lambda m, c: _savedmodel(c, b"\xff\xff\xff"), _compile("sm"),

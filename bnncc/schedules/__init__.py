@@ -3,8 +3,11 @@
 :mod:`.tiling` holds the register-tiled (pixels × output channels) schedule of binary and float conv/dense
 reductions and of bitpack/max-pool; the family modules (:mod:`.x86_avx512`, :mod:`.x86_avx2`, :mod:`.arm_neon`,
 :mod:`.generic`) say what differs per target (vector width, accumulator registers, tensorized updates), chosen by
-:func:`bnncc.targets.isa`. Tensor intrinsics sit beside the schedules that use them (:mod:`.bitpack_intrin`, the
-NEON update in :mod:`.arm_neon`) and are registered on import (tuning logs replay them by name).
+:func:`bnncc.targets.isa`. The int8 kernels (``bnncc.qdense``, im2col, the int8-boundary elementwise ops) are
+scheduled by :mod:`.qgemm` with the families' int8 updates (VNNI in :mod:`.x86_avx512`, exact ``vpmaddwd`` in
+:mod:`.x86_avx2`); on AMX targets :mod:`.x86_amx` replaces qdense functions by its tile kernel. Tensor intrinsics
+sit beside the schedules that use them (:mod:`.bitpack_intrin`, the NEON update in :mod:`.arm_neon`) and are
+registered on import (tuning logs replay them by name).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
 
 from ..targets import isa
-from . import arm_neon, generic, x86_amx, x86_avx2, x86_avx512
+from . import arm_neon, generic, qgemm, x86_amx, x86_avx2, x86_avx512
 from .tiling import CONV_BLOCKS, ConvTile, Family, is_conv_like, output_dtype, schedule_function_for
 
 FAMILIES = {m.FAMILY.name: m.FAMILY for m in (x86_avx512, x86_avx2, arm_neon, generic)}
@@ -30,7 +33,10 @@ def schedule_function(sch: s_tir.Schedule, target: Target, tunable: bool = False
     """Schedule one PrimFunc in place if it holds a block bnncc knows; False if it does not.
 
     ``tunable`` samples the register tile (``sample_perfect_tile``) instead of picking it: MetaSchedule's space."""
-    return schedule_function_for(sch, family_of(target), tunable)
+    family = family_of(target)
+    if qgemm.schedule_qdense(sch, family, tunable) or qgemm.schedule_im2col(sch) or qgemm.schedule_int8_boundary(sch):
+        return True  # the int8 kernels (:mod:`.qgemm`)
+    return schedule_function_for(sch, family, tunable)
 
 
 class BinaryOps(ScheduleRule):

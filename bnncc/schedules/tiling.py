@@ -242,10 +242,6 @@ def schedule_function_for(sch: s_tir.Schedule, family: Family, tunable: bool = F
             return False
         schedule_conv(sch, conv, family, tunable=tunable)
         return True
-    from .qgemm import schedule_im2col, schedule_int8_boundary, schedule_qdense  # below the tiling core
-
-    if schedule_qdense(sch, family, tunable) or schedule_im2col(sch) or schedule_int8_boundary(sch):
-        return True
     for name in ELEMENTWISE_BLOCKS:
         if find_block(sch, name) is not None:
             schedule_elementwise(sch, name)
