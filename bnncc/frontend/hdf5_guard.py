@@ -46,11 +46,17 @@ def _read(source: str | bytes) -> tuple[str, Any]:
 def read_model_config(source: str | bytes, file: str, timeout: float | None = None) -> str | bytes | None:
     """The raw ``model_config`` attribute of an HDF5 file (a path or its bytes), None if it has none; the whole
     file read once in a child process. Raises :class:`FrontendError` for a damaged file."""
+    import h5py  # noqa: F401 - imported here, once, not by every child (Keras imports it anyway)
+
     timeout = READ_TIMEOUT if timeout is None else timeout
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: read, send, exit without running any of the parent's cleanup
         try:
+            # SIGALRM's default action ends the process even inside HDF5's loop: no child outlives its parent's
+            # wait (e.g. when the parent is interrupted)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(int(timeout) + 2)
             os.close(r)
             data = pickle.dumps(_read(source))
             with os.fdopen(w, "wb") as out:
