@@ -311,7 +311,7 @@ def _positive(text: str) -> int:
 
 _TRUST_HELP = ("load a model whose layers carry Python code (Lambda): Keras runs that code to load it, so only "
                "for files you trust (SECURITY.md)")
-_THREADS_HELP = "kernel threads, 1 to 4 per core of this machine (default: every core)"
+_THREADS_HELP = "kernel threads, 1 to the cores of this machine (default: every core)"
 
 
 def _remote_options(parser: argparse.ArgumentParser, what: str) -> None:
