@@ -3,6 +3,7 @@ first bad one) and the bad ones moved aside, the records of a workload, their ru
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,13 +20,31 @@ def _json_line_ok(kind: str, obj: Any, n_workloads: int) -> str | None:
     if kind == "workload":
         if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], str)):
             return "not a [hash, module] pair"
-        return None
+        return _module_problem(obj[1])
     if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], int) and isinstance(obj[1], list)):
         return "not a [workload index, record] pair"
     if not 0 <= obj[0] < n_workloads:
         return f"workload index {obj[0]} out of range (the workload file has {n_workloads} valid lines)"
     if len(obj[1]) != 4:
         return "a record has 4 fields (trace, run_secs, target, args_info)"
+    return None
+
+
+def _module_problem(module: Any) -> str | None:
+    """A workload's module is base64 of an 8-byte little-endian length and that many bytes of JSON. TVM trusts
+    the length: a damaged one made it allocate gigabytes (the fuzzer found it), so it is checked here first."""
+    if not isinstance(module, str):
+        return "its module is not a string"
+    try:
+        raw = base64.b64decode(module, validate=True)
+    except (ValueError, TypeError):
+        return "its module is not base64"
+    if len(raw) < 8 or int.from_bytes(raw[:8], "little") != len(raw) - 8:
+        return "its module's length header does not match its size"
+    try:
+        json.loads(raw[8:])
+    except (ValueError, RecursionError):
+        return "its module is not JSON"
     return None
 
 
