@@ -12,7 +12,12 @@ from typing import Any
 import numpy as np
 import tvm
 
+from bnncc.errors import BnnccError
+from bnncc.isolated import Isolated, run_isolated
+
 from .util import RECORD_FILE, WORKLOAD_FILE, atomic_write, say, short_error
+
+SANITIZE_TIMEOUT = 600.0  # seconds to check a log's lines (a tuned model's log takes well under one)
 
 
 def _json_line_ok(kind: str, obj: Any, n_workloads: int) -> str | None:
@@ -139,14 +144,30 @@ def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = sa
     return moved
 
 
+def _sanitized(directory: Path) -> list[str]:
+    warnings: list[str] = []
+    sanitize_database(directory, warn=warnings.append)
+    return warnings
+
+
 def open_database(directory: str | Path, *, create: bool = True, warn: Callable[[str], None] = say):
-    """A MetaSchedule ``JSONDatabase`` on ``directory`` after :func:`sanitize_database`."""
+    """A MetaSchedule ``JSONDatabase`` on ``directory`` after :func:`sanitize_database`. Opening an existing
+    log to apply it (``create=False``, compile) sanitizes in a child process: TVM's IR loader segfaults on some
+    damaged workloads (found by tests/fuzz/tuning_log.py), and a log that crashes it is refused with one line
+    instead of taking the compile down. The tuner (``create=True``, its own log, threads running) does not fork."""
     from tvm.s_tir.meta_schedule.database import JSONDatabase
 
     directory = Path(directory)
     if create:
         directory.mkdir(parents=True, exist_ok=True)
-    sanitize_database(directory, warn=warn)
+        sanitize_database(directory, warn=warn)
+        return JSONDatabase(str(directory / WORKLOAD_FILE), str(directory / RECORD_FILE), allow_missing=True)
+    try:
+        for line in run_isolated(lambda: _sanitized(directory), SANITIZE_TIMEOUT):
+            warn(line)
+    except Isolated as e:
+        raise BnnccError(f"{directory}: reading this tuning log {e.how} in TVM's loader: it is damaged; re-tune "
+                         "into a new directory (bnncc tune --log) or compile with --no-tuning") from None
     return JSONDatabase(str(directory / WORKLOAD_FILE), str(directory / RECORD_FILE), allow_missing=create)
 
 
