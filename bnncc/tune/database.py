@@ -70,11 +70,13 @@ def _lines(path: Path) -> list[str]:
     return lines[:-1] if lines[-1] == "" else lines
 
 
-def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = say) -> int:
+def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = say, parse: bool = True) -> int:
     """Check every line of a MetaSchedule JSON database (``database_workload.json`` and
     ``database_tuning_record.json`` in ``directory``) and move the lines that do not parse to ``<file>.corrupt``,
     with a warning naming the file and line; records of a corrupt workload go with it, and the remaining records
-    are renumbered. TVM's loader aborts on the first bad line: this runs before it. Returns the lines moved."""
+    are renumbered. TVM's loader aborts on the first bad line: this runs before it. Returns the lines moved.
+    ``parse=False``: bnncc's checks only, without TVM's parser (which a damaged workload can crash: the fuzz
+    target of these checks runs them in-process, :func:`open_database` runs TVM's in a child)."""
     from tvm.s_tir.meta_schedule.database import TuningRecord, Workload
 
     directory = Path(directory)
@@ -95,7 +97,7 @@ def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = sa
             obj = json.loads(text)
             why = _json_line_ok("workload", obj, 0)
             if why is None:
-                workloads.append(Workload.from_json(obj))
+                workloads.append(Workload.from_json(obj) if parse else obj)
         except Exception as e:  # noqa: BLE001 - json, TVM parse errors
             why = why or short_error(e)
         if why is None:
@@ -119,7 +121,8 @@ def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = sa
             if why is None and obj[0] not in remap:
                 why = f"its workload (entry {obj[0]} of {WORKLOAD_FILE}) is corrupt"
             if why is None:
-                TuningRecord.from_json(obj[1], workloads[remap[obj[0]]])
+                if parse:
+                    TuningRecord.from_json(obj[1], workloads[remap[obj[0]]])
                 if remap[obj[0]] != obj[0]:
                     text = json.dumps([remap[obj[0]], obj[1]]) + "\n"
         except Exception as e:  # noqa: BLE001
