@@ -37,6 +37,8 @@ def run_isolated(fn: Callable[[], T], timeout: float) -> T:
             # parent's wait (e.g. when the parent is interrupted)
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
             signal.alarm(int(timeout) + 2)
+            for sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL):
+                signal.signal(sig, signal.SIG_DFL)  # a crash ends the child plainly (no inherited crash handler)
             os.close(r)
             try:
                 result = ("ok", fn())
