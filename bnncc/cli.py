@@ -296,7 +296,7 @@ def _threads(text: str) -> int:
 
 
 
-_THREADS_HELP = "kernel threads, 1 to 4 per core of this machine (default: every core)"
+_THREADS_HELP = "kernel threads, 1 to the cores of this machine (default: every core)"
 
 
 def parser() -> argparse.ArgumentParser:

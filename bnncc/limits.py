@@ -1,6 +1,7 @@
 """Bounds on what a user may ask for, checked before any work (and documented in README.md):
 
-* threads: 1 to :func:`max_threads` (4 per core of this machine). More only oversubscribes the cores, and
+* threads: 1 to :func:`max_threads`, the cores of this machine. TVM's thread pool spins while it waits, so
+  more threads than cores only slow every kernel down (8 threads on 2 busy cores took 14x as long as 1), and
   ``--threads 100000`` started as many OS threads and hung; 0 is refused rather than meaning "all cores":
   omitting ``--threads`` uses every core.
 * tensors: at most :data:`MAX_TENSOR_ELEMENTS` elements in any model input (a bigger one cannot be allocated
@@ -13,17 +14,16 @@ import os
 
 from .errors import BnnccError
 
-THREADS_PER_CORE = 4
 MAX_TENSOR_ELEMENTS = 2**31 - 1
 
 
 def max_threads() -> int:
-    return THREADS_PER_CORE * (os.cpu_count() or 1)
+    return os.cpu_count() or 1
 
 
 def check_threads(n: int, what: str = "--threads") -> int:
     """``n`` if it is a usable thread count, else a :class:`BnnccError` stating the range."""
     if not 1 <= n <= max_threads():
-        raise BnnccError(f"{what} must be between 1 and {max_threads()} ({THREADS_PER_CORE} per core of this "
-                         f"machine), got {n}; omit it to use every core")
+        raise BnnccError(f"{what} must be between 1 and {max_threads()} (the cores of this machine), got {n}; "
+                         "omit it to use every core")
     return n

@@ -95,7 +95,7 @@ def test_thread_count_out_of_range_is_refused(work, command, threads):
 
 
 def test_thread_count_at_the_bound_runs(work):
-    r = bnncc("run", "m.so", "-i", "x.npy", "--threads", max_threads(), cwd=work, timeout=120)
+    r = bnncc("run", "m.so", "-i", "x.npy", "--threads", max_threads(), cwd=work, timeout=600)
     assert r.returncode == 0, describe(r)
 
 

@@ -10,14 +10,10 @@ Once the child has read everything, Keras reading the same bytes in this process
 from __future__ import annotations
 
 import io
-import os
-import pickle
-import select
-import signal
-import time
 from typing import Any
 
 from ..errors import FrontendError
+from ..isolated import Isolated, run_isolated
 
 READ_TIMEOUT = 60.0  # seconds to read a model file; bnncc's models take well under one
 
@@ -46,38 +42,14 @@ def _read(source: str | bytes) -> tuple[str, Any]:
 def read_model_config(source: str | bytes, file: str, timeout: float | None = None) -> str | bytes | None:
     """The raw ``model_config`` attribute of an HDF5 file (a path or its bytes), None if it has none; the whole
     file read once in a child process. Raises :class:`FrontendError` for a damaged file."""
+    import h5py  # noqa: F401 - imported here, once, not by every child (Keras imports it anyway)
+
     timeout = READ_TIMEOUT if timeout is None else timeout
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: read, send, exit without running any of the parent's cleanup
-        try:
-            os.close(r)
-            data = pickle.dumps(_read(source))
-            with os.fdopen(w, "wb") as out:
-                out.write(data)
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks, deadline = [], time.monotonic() + timeout
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                os.kill(pid, signal.SIGKILL)
-                raise FrontendError(f"reading the HDF5 file did not finish within {timeout:g} s: it is damaged",
-                                    file=file)
-            chunk = os.read(r, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status) or not chunks:
-        code = os.waitstatus_to_exitcode(status)
-        how = f"signal {-code}" if code < 0 else f"exit status {code}"
-        raise FrontendError(f"the HDF5 library crashed reading the file ({how}): it is damaged", file=file)
-    kind, value = pickle.loads(b"".join(chunks))  # written by our own child above
+        kind, value = run_isolated(lambda: _read(source), timeout)
+    except Isolated as e:
+        what = "reading the HDF5 file" if e.timed_out else "the HDF5 library reading the file"
+        raise FrontendError(f"{what} {e.how}: it is damaged", file=file) from None
     if kind == "error":
         raise FrontendError(f"not a Keras model file bnncc can read (HDF5: {value})", file=file)
     if kind == "not-text":

@@ -3,6 +3,7 @@ first bad one) and the bad ones moved aside, the records of a workload, their ru
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,7 +12,12 @@ from typing import Any
 import numpy as np
 import tvm
 
+from bnncc.errors import BnnccError
+from bnncc.isolated import Isolated, run_isolated
+
 from .util import RECORD_FILE, WORKLOAD_FILE, atomic_write, say, short_error
+
+SANITIZE_TIMEOUT = 600.0  # seconds to check a log's lines (a tuned model's log takes well under one)
 
 
 def _json_line_ok(kind: str, obj: Any, n_workloads: int) -> str | None:
@@ -19,13 +25,31 @@ def _json_line_ok(kind: str, obj: Any, n_workloads: int) -> str | None:
     if kind == "workload":
         if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], str)):
             return "not a [hash, module] pair"
-        return None
+        return _module_problem(obj[1])
     if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], int) and isinstance(obj[1], list)):
         return "not a [workload index, record] pair"
     if not 0 <= obj[0] < n_workloads:
         return f"workload index {obj[0]} out of range (the workload file has {n_workloads} valid lines)"
     if len(obj[1]) != 4:
         return "a record has 4 fields (trace, run_secs, target, args_info)"
+    return None
+
+
+def _module_problem(module: Any) -> str | None:
+    """A workload's module is base64 of an 8-byte little-endian length and that many bytes of JSON. TVM trusts
+    the length: a damaged one made it allocate gigabytes (the fuzzer found it), so it is checked here first."""
+    if not isinstance(module, str):
+        return "its module is not a string"
+    try:
+        raw = base64.b64decode(module, validate=True)
+    except (ValueError, TypeError):
+        return "its module is not base64"
+    if len(raw) < 8 or int.from_bytes(raw[:8], "little") != len(raw) - 8:
+        return "its module's length header does not match its size"
+    try:
+        json.loads(raw[8:])
+    except (ValueError, RecursionError):
+        return "its module is not JSON"
     return None
 
 
@@ -46,11 +70,13 @@ def _lines(path: Path) -> list[str]:
     return lines[:-1] if lines[-1] == "" else lines
 
 
-def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = say) -> int:
+def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = say, parse: bool = True) -> int:
     """Check every line of a MetaSchedule JSON database (``database_workload.json`` and
     ``database_tuning_record.json`` in ``directory``) and move the lines that do not parse to ``<file>.corrupt``,
     with a warning naming the file and line; records of a corrupt workload go with it, and the remaining records
-    are renumbered. TVM's loader aborts on the first bad line: this runs before it. Returns the lines moved."""
+    are renumbered. TVM's loader aborts on the first bad line: this runs before it. Returns the lines moved.
+    ``parse=False``: bnncc's checks only, without TVM's parser (which a damaged workload can crash: the fuzz
+    target of these checks runs them in-process, :func:`open_database` runs TVM's in a child)."""
     from tvm.s_tir.meta_schedule.database import TuningRecord, Workload
 
     directory = Path(directory)
@@ -71,7 +97,7 @@ def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = sa
             obj = json.loads(text)
             why = _json_line_ok("workload", obj, 0)
             if why is None:
-                workloads.append(Workload.from_json(obj))
+                workloads.append(Workload.from_json(obj) if parse else obj)
         except Exception as e:  # noqa: BLE001 - json, TVM parse errors
             why = why or short_error(e)
         if why is None:
@@ -95,7 +121,8 @@ def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = sa
             if why is None and obj[0] not in remap:
                 why = f"its workload (entry {obj[0]} of {WORKLOAD_FILE}) is corrupt"
             if why is None:
-                TuningRecord.from_json(obj[1], workloads[remap[obj[0]]])
+                if parse:
+                    TuningRecord.from_json(obj[1], workloads[remap[obj[0]]])
                 if remap[obj[0]] != obj[0]:
                     text = json.dumps([remap[obj[0]], obj[1]]) + "\n"
         except Exception as e:  # noqa: BLE001
@@ -120,14 +147,30 @@ def sanitize_database(directory: str | Path, *, warn: Callable[[str], None] = sa
     return moved
 
 
+def _sanitized(directory: Path) -> list[str]:
+    warnings: list[str] = []
+    sanitize_database(directory, warn=warnings.append)
+    return warnings
+
+
 def open_database(directory: str | Path, *, create: bool = True, warn: Callable[[str], None] = say):
-    """A MetaSchedule ``JSONDatabase`` on ``directory`` after :func:`sanitize_database`."""
+    """A MetaSchedule ``JSONDatabase`` on ``directory`` after :func:`sanitize_database`. Opening an existing
+    log to apply it (``create=False``, compile) sanitizes in a child process: TVM's IR loader segfaults on some
+    damaged workloads (found by tests/fuzz/tuning_log.py), and a log that crashes it is refused with one line
+    instead of taking the compile down. The tuner (``create=True``, its own log, threads running) does not fork."""
     from tvm.s_tir.meta_schedule.database import JSONDatabase
 
     directory = Path(directory)
     if create:
         directory.mkdir(parents=True, exist_ok=True)
-    sanitize_database(directory, warn=warn)
+        sanitize_database(directory, warn=warn)
+        return JSONDatabase(str(directory / WORKLOAD_FILE), str(directory / RECORD_FILE), allow_missing=True)
+    try:
+        for line in run_isolated(lambda: _sanitized(directory), SANITIZE_TIMEOUT):
+            warn(line)
+    except Isolated as e:
+        raise BnnccError(f"{directory}: reading this tuning log {e.how} in TVM's loader: it is damaged; re-tune "
+                         "into a new directory (bnncc tune --log) or compile with --no-tuning") from None
     return JSONDatabase(str(directory / WORKLOAD_FILE), str(directory / RECORD_FILE), allow_missing=create)
 
 

@@ -14,7 +14,7 @@ with instrumented("zipfile"):  # the .keras reader; h5py is compiled (not instru
     from bnncc.frontend import hdf5_guard
     from bnncc.frontend import model_config as mc
 
-hdf5_guard.READ_TIMEOUT = 3.0  # a damaged file HDF5 loops on is refused after this long (within -timeout)
+hdf5_guard.READ_TIMEOUT = 0.5  # a damaged file HDF5 loops on is refused after this long (a good one: ~10 ms)
 
 READERS = ("h5", "zip", "metadata", "json")
 

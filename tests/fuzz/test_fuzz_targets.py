@@ -38,6 +38,22 @@ def test_found_input_is_handled(path):
     checked(module.one_input)(path.read_bytes())  # raises for anything but a one-line BnnccError
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "tests" / "fuzz" / "regressions" / "tuning_log").glob("*")),
+                         ids=lambda p: p.name)
+def test_found_tuning_log_is_handled_by_the_compile_path(path, tmp_path):
+    """The whole path of `compile --tuning-log`: bnncc's checks and TVM's loader (in a child process)."""
+    from bnncc.errors import BnnccError
+    from bnncc.tune import database, log
+
+    parts = (path.read_bytes().split(b"\0", 2) + [b"", b""])[:3]
+    for name, part in zip((database.WORKLOAD_FILE, database.RECORD_FILE, log.SUMMARY_FILE), parts, strict=True):
+        (tmp_path / name).write_bytes(part)
+    try:
+        database.open_database(tmp_path, create=False, warn=lambda _msg: None).get_all_tuning_records()
+    except BnnccError as e:
+        assert "\n" not in str(e)
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_seeds_are_accepted_or_refused_cleanly(target):
     module = importlib.import_module(f"tests.fuzz.{target}")

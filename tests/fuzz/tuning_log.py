@@ -1,6 +1,8 @@
-"""Fuzz the tuning-log reader (:func:`bnncc.tune.database.open_database`: every line checked before TVM's
-loader, bad ones moved aside; :func:`bnncc.tune.log.read_summary`): ``python -m tests.fuzz.tuning_log
--runs=100000``. The input is split at the first two NUL bytes into the workload file, the record file and
+"""Fuzz the tuning-log reader: bnncc's line checks (:func:`bnncc.tune.database.sanitize_database`, in-process,
+without TVM's parser, which a damaged workload can crash and which bnncc runs in a child process) and
+:func:`bnncc.tune.log.read_summary`: ``python -m tests.fuzz.tuning_log -runs=100000``. The inputs found so far
+(tests/fuzz/regressions/tuning_log/) are replayed through the whole path by test_fuzz_targets.py. The input
+is split at the first two NUL bytes into the workload file, the record file and
 summary.json of a log directory."""
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ def one_input(data: bytes) -> None:
     _DIR.mkdir()
     for name, part in zip((database.WORKLOAD_FILE, database.RECORD_FILE, log.SUMMARY_FILE), parts, strict=True):
         (_DIR / name).write_bytes(part)
-    db = database.open_database(_DIR, create=False, warn=lambda _msg: None)
-    db.get_all_tuning_records()
+    database.sanitize_database(_DIR, warn=lambda _msg: None, parse=False)
     with contextlib.redirect_stderr(io.StringIO()):  # its warning about a corrupt summary
         log.read_summary(_DIR).get("target")
 
