@@ -5,6 +5,13 @@ class BnnccError(Exception):
     """Base class of every error bnncc reports to a user."""
 
 
+def printable(text: str, limit: int = 120) -> str:
+    """``text`` from a model file (a layer or op name) as one printable line: control characters escaped, cut
+    at ``limit`` characters (a damaged file's names can hold anything)."""
+    s = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else "?" for c in str(text))
+    return s if len(s) <= limit else s[:limit] + "…"
+
+
 class OpError(BnnccError, ValueError):
     """A binary operator was given arguments it cannot accept."""
 
@@ -22,5 +29,6 @@ class FrontendError(BnnccError):
 
     def __init__(self, reason: str, *, file: str | None = None, layer: str | None = None):
         self.file, self.layer, self.reason = file, layer, reason
-        where = ", ".join(p for p in (file and f"file {file}", layer and f"layer {layer!r}") if p)
-        super().__init__(f"{where}: {reason}" if where else reason)
+        where = ", ".join(p for p in (file and f"file {file}", layer and f"layer '{printable(layer)}'") if p)
+        # one line whatever the file holds: names from it may carry newlines or control characters
+        super().__init__(printable(f"{where}: {reason}" if where else reason, limit=4000))

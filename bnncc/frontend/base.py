@@ -15,7 +15,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..errors import FrontendError
+from ..errors import FrontendError, printable
 from ..provenance import with_layers
 
 Outputs = relax.Expr | Sequence[relax.Expr]
@@ -50,7 +50,7 @@ class Problem:
     missing: bool = False  # no converter for the kind at all (the message then lists the supported kinds)
 
     def __str__(self) -> str:
-        return f"{self.kind}: {self.reason}"
+        return f"{printable(self.kind)}: {self.reason}"
 
 
 class UnsupportedLayersError(FrontendError):
@@ -63,7 +63,7 @@ class UnsupportedLayersError(FrontendError):
         if len(self.problems) == 1:
             super().__init__(f"{self.problems[0]}{tail}", file=file, layer=self.problems[0].layer)
         else:
-            listed = "; ".join(f"{unit} {p.layer!r}: {p}" for p in self.problems)
+            listed = "; ".join(f"{unit} '{printable(p.layer)}': {p}" for p in self.problems)
             super().__init__(f"{len(self.problems)} {unit}s cannot be imported: {listed}{tail}", file=file)
 
 

@@ -76,7 +76,8 @@ def static_input_shapes(model: Any, shapes: Mapping[str, Sequence[int]] | None =
             continue
         t = value.type.tensor_type
         if t.elem_type != onnx.TensorProto.FLOAT:
-            dtype = onnx.TensorProto.DataType.Name(t.elem_type)
+            dtype = (onnx.TensorProto.DataType.Name(t.elem_type) if t.elem_type in onnx.TensorProto.DataType.values()
+                     else f"element type {t.elem_type} (unknown)")
             raise FrontendError(f"input {value.name!r} is {dtype}: only float32 inputs are supported", file=file)
         if value.name in given:
             out[value.name] = tuple(int(d) for d in given[value.name])

@@ -52,10 +52,18 @@ def load_tflite(path: str | os.PathLike) -> Any:
         for i in range(g.TensorsLength()):  # touches every table: a truncated file fails here, not later
             t = g.Tensors(i)
             t.ShapeAsNumpy()
+            t.Name()
             if model.Buffers(t.Buffer()) is not None:
                 model.Buffers(t.Buffer()).DataAsNumpy()
-        for i in range(g.OperatorsLength()):
-            g.Operators(i).InputsAsNumpy()
+        for i in range(g.OperatorsLength()):  # and every operator's tensors, opcode and name
+            op = g.Operators(i)
+            for t in (*op.InputsAsNumpy(), *op.OutputsAsNumpy()):
+                if not -1 <= int(t) < g.TensorsLength():
+                    raise IndexError(f"operator {i} names tensor {int(t)} of {g.TensorsLength()}")
+            if model.OperatorCodes(op.OpcodeIndex()) is None:
+                raise IndexError(f"operator {i} names opcode {op.OpcodeIndex()}, which the file does not hold")
+            _op_name(model, op).encode()
+            op.CustomOptionsAsNumpy()
     except Exception as e:  # noqa: BLE001 - flatbuffers raise anything on a truncated buffer
         raise FrontendError(f"not a TFLite model (truncated?): {type(e).__name__}", file=file) from None
     if model.SubgraphsLength() < 1:
@@ -64,11 +72,25 @@ def load_tflite(path: str | os.PathLike) -> Any:
 
 
 def _options(op) -> dict:
+    """An LCE op's custom options (a flexbuffer map); a FrontendError if they do not decode as one."""
     from tvm.relax.frontend.tflite.tflite_flexbuffer import FlexBufferDecoder
 
     if not op.CustomOptionsLength():
         return {}
-    return FlexBufferDecoder(op.CustomOptionsAsNumpy().tobytes()).decode()
+    try:
+        options = FlexBufferDecoder(op.CustomOptionsAsNumpy().tobytes()).decode()
+    except Exception as e:  # noqa: BLE001 - the decoder indexes raw bytes: damaged options raise anything
+        raise FrontendError(f"custom options do not decode ({type(e).__name__}: damaged file?)") from None
+    if not isinstance(options, dict):
+        raise FrontendError(f"custom options are a {type(options).__name__}, not a map (damaged file?)")
+    return options
+
+
+def custom_options(model: Any) -> list[dict]:
+    """The decoded custom options of every LCE operator of ``model`` (what the converter reads)."""
+    g = model.Subgraphs(0)
+    return [_options(g.Operators(i)) for i in range(g.OperatorsLength())
+            if _op_name(model, g.Operators(i)) in LCE_OPS]
 
 
 def _converter_class():
@@ -149,7 +171,7 @@ def _op_name(model, op) -> str:
     code = max(oc.DeprecatedBuiltinCode(), oc.BuiltinCode())
     if code == BuiltinOperator.CUSTOM:
         custom = oc.CustomCode()
-        return custom.decode() if custom is not None else "CUSTOM"
+        return custom.decode(errors="replace") if custom is not None else "CUSTOM"
     names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
     return names.get(code, f"builtin {code}")
 
@@ -167,7 +189,7 @@ def check_operators(model: Any, *, file: str | None = None) -> None:
         if name in LCE_OPS or (not name.startswith("Lce") and name in converter.convert_map and name != "CUSTOM"):
             continue
         outs = op.OutputsAsNumpy()
-        tensor = g.Tensors(int(outs[0])).Name().decode() if len(outs) else "?"
+        tensor = (g.Tensors(int(outs[0])).Name() or b"?").decode(errors="replace") if len(outs) else "?"
         problems.append(Problem(f"#{i} ({tensor})", name, "operator is not supported", missing=True))
     if problems:
         raise UnsupportedLayersError(problems, f"{', '.join(LCE_OPS)} and the builtins of TVM's Relax TFLite "
