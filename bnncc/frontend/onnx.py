@@ -55,6 +55,8 @@ def check_model(model: Any, *, file: str | None = None) -> None:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise FrontendError(f"invalid ONNX model: {_first_line(e)}", file=file) from None
+    except UnicodeDecodeError:  # a name or string attribute that is not UTF-8 (protobuf strings must be)
+        raise FrontendError("invalid ONNX model: a name or string is not UTF-8 (damaged file?)", file=file) from None
 
 
 def _first_line(e: BaseException) -> str:
