@@ -144,8 +144,11 @@ def _host_amx() -> bool:
         return False
     import ctypes
 
-    sys_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata = 158, 0x1023, 18
-    return ctypes.CDLL(None).syscall(sys_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0
+    return ctypes.CDLL(None).syscall(*AMX_PERMISSION_SYSCALL) == 0
+
+
+# syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA): Linux grants a process the AMX tile state
+AMX_PERMISSION_SYSCALL = (158, 0x1023, 18)
 
 
 def target_names() -> list[str]:

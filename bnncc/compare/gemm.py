@@ -186,14 +186,14 @@ def _peak_func(kind: str, iters: int):
     per step) or VNNI (12 independent zmm accumulators). Returns (PrimFunc, MACs per call)."""
     from tvm.script import tirx as T
 
-    from ..schedules.x86_amx import _tile
+    from ..schedules.x86_amx import _tile, request_tile_permission
 
     u8 = T.uint8
     if kind == "amx":
         @T.prim_func
         def amx(a: T.Buffer((16, 64), "uint8"), b: T.Buffer((16, 64), "int8"), c: T.Buffer((16, 16), "int32")):
             T.func_attr({"tir.noalias": True})
-            T.evaluate(T.call_extern("int64", "syscall", T.int64(158), T.int64(0x1023), T.int64(18)))
+            request_tile_permission()
             cfg = T.alloc_buffer((64,), "uint8", align=64)
             for i in range(64):
                 cfg[i] = u8(0)

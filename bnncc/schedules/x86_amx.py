@@ -24,14 +24,20 @@ from __future__ import annotations
 import tvm
 from tvm.script import tirx as T
 
+from ..targets import AMX_PERMISSION_SYSCALL
+
 MB = 32  # output rows per block (two A tiles)
 NB = 32  # output columns per block (two B tiles)
 KB = 64  # depth per tile step
-_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1023, 18
 
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b) * b
+
+
+def request_tile_permission():
+    """The TIR call asking Linux for this process's AMX tile state (idempotent, one syscall)."""
+    return T.evaluate(T.call_extern("int64", "syscall", *(T.int64(v) for v in AMX_PERMISSION_SYSCALL)))
 
 
 def _tile(name: str, *args):
@@ -89,8 +95,7 @@ def qdense_amx(m: int, n: int, k: int, parallel: bool = True, group_bytes: int =
     def func(x: T.Buffer((m, k), "uint8"), w: T.Buffer((np_ // 16, kq, 16, 4), "int8"),
              offset: T.Buffer((np_,), "int32"), out: T.Buffer((m, n), "int32")):
         T.func_attr({"tir.noalias": True, "bnncc.kernel": "qdense_amx"})
-        T.evaluate(T.call_extern("int64", "syscall", i64(_SYS_ARCH_PRCTL), i64(_ARCH_REQ_XCOMP_PERM),
-                                 i64(_XFEATURE_XTILEDATA)))
+        request_tile_permission()
         for g in range(groups):
             for mo in T.parallel(blocks_m) if parallel else T.serial(blocks_m):
                 cfg = T.alloc_buffer((64,), "uint8", align=64)
