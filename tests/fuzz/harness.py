@@ -52,6 +52,14 @@ def instrumented(*parsers: str) -> Iterator[None]:
         yield
 
 
+def as_file(data: bytes, suffix: str) -> str:
+    """``data`` written to this process's scratch file for loaders that take a path (rewritten per input)."""
+    path = os.path.join(tempfile.gettempdir(), f"bnncc-fuzz-{os.getpid()}{suffix}")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
 def checked(one_input: Callable[[bytes], object]) -> Callable[[bytes], None]:
     """``one_input`` with the expected failure (BnnccError) swallowed; everything else propagates. With
     ``$BNNCC_FUZZ_LAST`` set, each input is first written there: the one a native crash died on is kept even

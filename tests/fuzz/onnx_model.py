@@ -7,24 +7,18 @@ tests/frontend/test_onnx.py."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-from tests.fuzz.harness import fuzz_main, instrumented
+from tests.fuzz.harness import as_file, fuzz_main, instrumented
 
 with instrumented("onnx.checker"):
     from bnncc.frontend import onnx as onnx_frontend
 
-_PATH = os.path.join(tempfile.gettempdir(), f"bnncc-fuzz-onnx-{os.getpid()}.onnx")
-
 
 def one_input(data: bytes) -> None:
-    with open(_PATH, "wb") as f:
-        f.write(data)
-    model = onnx_frontend.load_onnx(_PATH)
-    onnx_frontend.check_operators(model, file=_PATH)
-    onnx_frontend.check_model(model, file=_PATH)
-    onnx_frontend.static_input_shapes(model, file=_PATH)
+    path = as_file(data, ".onnx")
+    model = onnx_frontend.load_onnx(path)
+    onnx_frontend.check_operators(model, file=path)
+    onnx_frontend.check_model(model, file=path)
+    onnx_frontend.static_input_shapes(model, file=path)
 
 
 def seeds() -> dict[str, bytes]:

@@ -5,21 +5,17 @@ TVM's importer that follows is not fuzzed here (its bad-model paths: tests/front
 from __future__ import annotations
 
 import os
-import tempfile
 
-from tests.fuzz.harness import fuzz_main, instrumented
+from tests.fuzz.harness import as_file, fuzz_main, instrumented
 
 with instrumented("tvm.relax.frontend.tflite.tflite_flexbuffer"):
     from bnncc.frontend import tflite as tflite_frontend
 
-_PATH = os.path.join(tempfile.gettempdir(), f"bnncc-fuzz-tflite-{os.getpid()}.tflite")
-
 
 def one_input(data: bytes) -> None:
-    with open(_PATH, "wb") as f:
-        f.write(data)
-    model = tflite_frontend.load_tflite(_PATH)
-    tflite_frontend.check_operators(model, file=_PATH)
+    path = as_file(data, ".tflite")
+    model = tflite_frontend.load_tflite(path)
+    tflite_frontend.check_operators(model, file=path)
     tflite_frontend.custom_options(model)
 
 
