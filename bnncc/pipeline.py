@@ -22,7 +22,9 @@ writes the module after each phase to ``DIR/NN-<phase>.py``):
 Source-layer attribution (what ``bnncc profile`` reports): every call carries the layers it computes in its span,
 through every phase up to FuseTIR (:mod:`bnncc.provenance`).
 
-then code generation (``tvm.compile``: the PrimFuncs through TVM's TIR pipeline and LLVM, the VM bytecode).
+then code generation: ``tvm.compile`` (the PrimFuncs through TVM's TIR pipeline and LLVM, the VM bytecode) for a
+shared library, or the PrimFuncs to an object file and the VM-lowered ``main`` to C for a runtime-free static
+library (:mod:`bnncc.standalone`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ from .schedules import CONV_BLOCKS, schedule_module
 from .targets import TargetSpec, get_target
 from .version import __version__
 
-__all__ = ["PHASES", "PHASE_NAMES", "Compilation", "Executable", "Phase", "build", "check_writable", "compilation",
+__all__ = ["PHASES", "PHASE_NAMES", "Compilation", "Executable", "Phase", "build", "build_c_library",
+           "check_writable", "compilation",
            "graph_stats", "legalize", "load", "lower", "run_phases", "set_num_threads", "signature_of"]
 
 
@@ -253,16 +256,9 @@ def lower(mod: tvm.IRModule, target: str | TargetSpec, num_cores: int | None = N
     return run_phases(mod, compilation(target, num_cores, tuning), until="schedule")
 
 
-def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=None, name: str | None = None,
-          dump_ir: str | os.PathLike | None = None,
-          on_phase: Callable[[str, tvm.IRModule], None] | None = None) -> Executable:
-    """Compile a Relax module (with bnncc ops) for ``target``.
-
-    ``tuning_log``: None (bnncc's default schedules), ``"auto"`` (the log of ``tuning_logs/`` matching the target,
-    if there is one), a log directory written by ``bnncc tune``, or a :class:`bnncc.tune.log.TuningLog`. How many
-    ops it tuned is in ``Executable.stats["tuned_ops"]``. ``name`` is the model name the library records
-    (default: the module's ``bnncc.model_name`` attribute, else "model"). ``on_phase(name, module)`` is called
-    after each phase (progress), and with ``("codegen", None)`` before code generation."""
+def _lowered(mod: tvm.IRModule, target: str | TargetSpec, tuning_log, name: str | None, dump_ir, on_phase
+             ) -> tuple[tvm.IRModule, Compilation]:
+    """Every phase, for :func:`build` and :func:`build_c_library`."""
     spec = get_target(target)
     tuning = None
     if tuning_log is not None:
@@ -276,5 +272,36 @@ def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=No
     lowered = run_phases(mod, c, dump_ir=dump_ir, on_phase=on_phase)
     if on_phase is not None:
         on_phase("codegen", None)
+    return lowered, c
+
+
+def build(mod: tvm.IRModule, target: str | TargetSpec = "host", *, tuning_log=None, name: str | None = None,
+          dump_ir: str | os.PathLike | None = None,
+          on_phase: Callable[[str, tvm.IRModule], None] | None = None) -> Executable:
+    """Compile a Relax module (with bnncc ops) for ``target``.
+
+    ``tuning_log``: None (bnncc's default schedules), ``"auto"`` (the log of ``tuning_logs/`` matching the target,
+    if there is one), a log directory written by ``bnncc tune``, or a :class:`bnncc.tune.log.TuningLog`. How many
+    ops it tuned is in ``Executable.stats["tuned_ops"]``. ``name`` is the model name the library records
+    (default: the module's ``bnncc.model_name`` attribute, else "model"). ``on_phase(name, module)`` is called
+    after each phase (progress), and with ``("codegen", None)`` before code generation."""
+    lowered, c = _lowered(mod, target, tuning_log, name, dump_ir, on_phase)
     ex = tvm.compile(lowered, c.target, relax_pipeline=None)
-    return Executable(ex, spec, stats=c.stats, signature=c.stats.pop("signature"))
+    return Executable(ex, c.spec, stats=c.stats, signature=c.stats.pop("signature"))
+
+
+def build_c_library(mod: tvm.IRModule, out: str | os.PathLike, target: str | TargetSpec = "host", *,
+                    tuning_log=None, name: str | None = None, max_threads: int | None = None,
+                    dump_ir: str | os.PathLike | None = None,
+                    on_phase: Callable[[str, tvm.IRModule], None] | None = None):
+    """Compile like :func:`build`, then write the model as a runtime-free static C library to the directory
+    ``out`` (:mod:`bnncc.standalone`); returns its :class:`bnncc.standalone.Footprint` and the compile's
+    statistics (as ``Executable.stats``). Same kernels, same
+    memory plan as the shared library; ``max_threads`` bounds the thread pool the library's workspace is sized
+    for."""
+    from . import standalone
+
+    standalone.check_output_dir(out)
+    lowered, c = _lowered(mod, target, tuning_log, name, dump_ir, on_phase)
+    fp = standalone.write_c_library(lowered, c, out, c.name, max_threads or standalone.DEFAULT_MAX_THREADS)
+    return fp, c.stats
