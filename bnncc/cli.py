@@ -59,7 +59,13 @@ def _float_size(model) -> int:
 
 # ------------------------------------------------------------------------------------------- commands
 def cmd_compile(args) -> int:
-    check_writable(args.output)
+    c_library = args.emit == "c-library"
+    if c_library:
+        from .standalone import check_output_dir
+
+        check_output_dir(args.output)
+    else:
+        check_writable(args.output)
     if Path(args.model).exists():
         check_not_input(args.output, [args.model])
     if args.tuning_log:
@@ -67,24 +73,33 @@ def cmd_compile(args) -> int:
     _check_model_arg(args.model, args.trust_model)
     calibration = check_quantize_args(args)
     t0 = time.perf_counter()
-    from .pipeline import build
+    from .pipeline import build, build_c_library
 
     mod, model, path = _import_model_arg(args)
     if args.int8:
         mod = quantize(args, mod, calibration)
     _say(f"bnncc: compiling for {args.target}")
-    exe = build(mod, args.target, tuning_log=None if args.no_tuning else (args.tuning_log or "auto"),  # tuning
-                name=Path(path).stem if path else args.model, dump_ir=args.dump_ir, on_phase=_phase_progress(t0))
-    out = exe.export_library(args.output)
-    stats = exe.stats
-    so_size = out.stat().st_size
+    options = dict(tuning_log=None if args.no_tuning else (args.tuning_log or "auto"),  # tuning
+                   name=Path(path).stem if path else args.model, dump_ir=args.dump_ir, on_phase=_phase_progress(t0))
+    if c_library:
+        fp, stats = build_c_library(mod, args.output, args.target, max_threads=args.max_threads, **options)
+        out, size = Path(args.output), fp.archive_bytes
+        _say(f"bnncc: wrote {out}/ (static C library, no runtime needed) for {args.target} in "
+             f"{time.perf_counter() - t0:.1f} s")
+        _say(f"  footprint: code {_size(fp.code_bytes)} (driver + runtime {_size(fp.glue_bytes)}), weights "
+             f"{_size(fp.weight_bytes)}, arena {_size(fp.arena_bytes)} (activations {_size(fp.activation_bytes)}, "
+             f"workspace for {fp.max_threads} threads {_size(fp.workspace_bytes)})")
+    else:
+        exe = build(mod, args.target, **options)
+        out = exe.export_library(args.output)
+        stats, size = exe.stats, out.stat().st_size
+        _say(f"bnncc: wrote {out} for {exe.target.name} ({exe.target.description}) in "
+             f"{time.perf_counter() - t0:.1f} s")
     ref_size = Path(path).stat().st_size if path and Path(path).is_file() else _float_size(model)
     what = f"the {Path(path).suffix} file" if path and Path(path).is_file() else "float32 weights"
-    _say(f"bnncc: wrote {out} for {exe.target.name} ({exe.target.description}) in "
-         f"{time.perf_counter() - t0:.1f} s")
     _say(f"  binary ops: {stats['binary_ops']}  float ops: {stats['float_ops']}  "
          f"packed between binary layers: {stats['packed_outputs']}")
-    _say(f"  size: {_size(so_size)} (vs {_size(ref_size)} of {what}: {ref_size / so_size:.1f}x smaller)")
+    _say(f"  size: {_size(size)} (vs {_size(ref_size)} of {what}: {ref_size / size:.1f}x smaller)")
     mem = stats.get("memory")
     if mem:
         _say(f"  memory: peak activations {_size(mem['peak_activation_bytes'])} (memory plan), "
@@ -295,6 +310,12 @@ def _threads(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--threads ")) from None
 
 
+def _pool_size(text: str) -> int:
+    """Threads of a C library's pool: its device's cores, not this machine's (bnncc_runtime.c caps it at 64)."""
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64, got {text!r}")
+    return int(text)
+
 
 _THREADS_HELP = "kernel threads, 1 to the cores of this machine (default: every core)"
 
@@ -309,7 +330,14 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a Keras/Larq or ONNX model, or a zoo model, into one shared library")
     c.add_argument("model", help="a .h5/.keras file, a SavedModel directory, a .onnx file (e.g. exported from "
                                  "PyTorch), or a zoo name (bnncc models); the file type picks the frontend")
-    c.add_argument("-o", "--output", required=True, help="the shared library to write (.so)")
+    c.add_argument("-o", "--output", required=True,
+                   help="the shared library to write (.so), or with --emit c-library the directory to write")
+    c.add_argument("--emit", choices=("shared-library", "c-library"), default="shared-library",
+                   help="shared-library: one .so for the TVM runtime (default); c-library: a static library + "
+                        "header that needs no runtime (bnncc_<model>_run), see deploy/standalone")
+    c.add_argument("--max-threads", type=_pool_size, default=None,
+                   help="c-library: the most threads the library will run its kernels on (default 8): its "
+                        "static workspace is sized for them")
     c.add_argument("--target", default="host", choices=target_names())
     c.add_argument("--batch", type=_positive, default=1,
                    help="batch size (of an ONNX model: if its batch is dynamic)")

@@ -115,7 +115,7 @@ def write_c_library(mod: tvm.IRModule, c: Compilation, out: str | os.PathLike, n
     from . import emit
     from .workspace import workspace_of
 
-    out = check_output_dir(out)
+    out = check_output_dir(out).resolve()
     cc, ar = compilers(c.spec.arch, c.spec.is_native)
     program = read_program(mod)
     prefix = emit.c_name(name)

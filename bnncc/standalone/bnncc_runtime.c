@@ -25,11 +25,10 @@ static char error_text[BNNCC_ERROR_BYTES];
 const char *bnncc_last_error(void) { return error_text; }
 void bnncc_rt_clear_error(void) { error_text[0] = 0; }
 
-static void append_error(const char *s) {
+static void append_error(const char *s) { /* truncates at the buffer's end */
   size_t n = strlen(error_text);
-  if (s != NULL && n + 1 < sizeof error_text) {
-    strncat(error_text, s, sizeof error_text - n - 1);
-  }
+  while (s != NULL && *s && n + 1 < sizeof error_text) error_text[n++] = *s++;
+  error_text[n] = 0;
 }
 
 void TVMFFIErrorSetRaisedFromCStrParts(const char *kind, const char **parts, int32_t num_parts) {
@@ -57,14 +56,23 @@ int bnncc_rt_fail(const char *model, const char *kernel) {
 
 /* ---- workspace ---------------------------------------------------------------------------------------- */
 
+#define BNNCC_MAX_LIVE 32 /* workspace buffers one thread holds at once (a kernel has a handful) */
+
 static struct {
   uint8_t *main_thread, *workers;
   uint64_t main_bytes, worker_bytes;
   int max_threads;
-  uint64_t used[BNNCC_MAX_THREADS];
 } ws;
 
+/* Per thread: the live allocations as a stack of end offsets; a buffer freed out of order is popped with the
+ * ones above it once they are all free. */
 static _Thread_local int thread_index; /* 0: the caller's thread; 1..: pool workers */
+static _Thread_local struct {
+  uint64_t end[BNNCC_MAX_LIVE];
+  uint8_t *start[BNNCC_MAX_LIVE];
+  uint8_t freed[BNNCC_MAX_LIVE];
+  int depth;
+} live;
 
 void bnncc_rt_use_workspace(uint8_t *main_thread, uint64_t main_bytes, uint8_t *workers, uint64_t worker_bytes,
                             int max_threads) {
@@ -73,7 +81,7 @@ void bnncc_rt_use_workspace(uint8_t *main_thread, uint64_t main_bytes, uint8_t *
   ws.workers = workers;
   ws.worker_bytes = worker_bytes;
   ws.max_threads = max_threads;
-  memset(ws.used, 0, sizeof ws.used);
+  live.depth = 0;
 }
 
 static void *alloc_workspace(int device_type, int device_id, uint64_t nbytes, int dtype_code, int dtype_bits) {
@@ -81,21 +89,29 @@ static void *alloc_workspace(int device_type, int device_id, uint64_t nbytes, in
   int t = thread_index;
   uint8_t *base = t == 0 ? ws.main_thread : ws.workers + (uint64_t)(t - 1) * ws.worker_bytes;
   uint64_t limit = t == 0 ? ws.main_bytes : ws.worker_bytes;
-  uint64_t start = (ws.used[t] + BNNCC_WORKSPACE_ALIGN - 1) & ~(uint64_t)(BNNCC_WORKSPACE_ALIGN - 1);
-  if (t >= ws.max_threads || base == NULL || start + nbytes > limit) {
+  uint64_t used = live.depth ? live.end[live.depth - 1] : 0;
+  uint64_t start = (used + BNNCC_WORKSPACE_ALIGN - 1) & ~(uint64_t)(BNNCC_WORKSPACE_ALIGN - 1);
+  if (t >= ws.max_threads || base == NULL || start + nbytes > limit || live.depth == BNNCC_MAX_LIVE) {
     const char *msg = "workspace exhausted (the compile-time workspace plan does not cover this allocation)";
     TVMFFIErrorSetRaisedFromCStr("MemoryError", msg);
     return NULL;
   }
-  ws.used[t] = start + nbytes;
+  live.start[live.depth] = base + start;
+  live.end[live.depth] = start + nbytes;
+  live.freed[live.depth++] = 0;
   return base + start;
 }
 
 static int free_workspace(int device_type, int device_id, void *ptr) {
   (void)device_type, (void)device_id;
-  int t = thread_index;
-  uint8_t *base = t == 0 ? ws.main_thread : ws.workers + (uint64_t)(t - 1) * ws.worker_bytes;
-  ws.used[t] = (uint64_t)((uint8_t *)ptr - base); /* kernels free in reverse order of allocation */
+  int i = live.depth - 1;
+  while (i >= 0 && live.start[i] != ptr) i--;
+  if (i < 0) {
+    TVMFFIErrorSetRaisedFromCStr("MemoryError", "freeing a workspace buffer that is not allocated");
+    return -1;
+  }
+  live.freed[i] = 1;
+  while (live.depth > 0 && live.freed[live.depth - 1]) live.depth--;
   return 0;
 }
 
@@ -145,7 +161,7 @@ static struct {
   void *cdata;
   int num_task, threads, started;
   atomic_int barrier_count, barrier_sense;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 static int configured_threads;
 
