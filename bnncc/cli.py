@@ -25,6 +25,7 @@ from .cli_quantize import add_quantize_parser, check_quantize_args, quantize, qu
 from .errors import BnnccError
 from .limits import check_threads
 from .outputs import check_not_input, check_writable, save_outputs
+from .targets import get_target
 from .tune.util import check_log_dir
 
 
@@ -60,6 +61,9 @@ def _float_size(model) -> int:
 # ------------------------------------------------------------------------------------------- commands
 def cmd_compile(args) -> int:
     c_library = args.emit == "c-library"
+    if not c_library and not get_target(args.target).tvm_runtime:
+        raise BnnccError(f"--target {args.target}: no TVM runtime exists for it to load a shared library; "
+                         "use --emit c-library (a runtime-free static library)")
     if c_library:
         from .standalone import check_output_dir
 
@@ -424,7 +428,6 @@ def parser() -> argparse.ArgumentParser:
 def cmd_tune(args) -> int:
     _check_model_arg(args.model, args.trust_model)
     from .frontend.formats import import_model
-    from .targets import get_target
     from .tune.driver import tune
 
     if args.threads:

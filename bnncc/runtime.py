@@ -108,6 +108,9 @@ class Executable:
         """
         path = Path(path)
         check_writable(path)
+        if self.target is not None and not self.target.tvm_runtime:
+            raise BnnccError(f"no TVM runtime exists for {self.target.name} ({self.target.description}) to load a "
+                             "shared library: compile with --emit c-library (a runtime-free static library)")
         kwargs = {}
         if self.target is not None and not self.target.is_native and self.target.cross_compiler:
             kwargs["fcompile"] = tvm.support.cc.cross_compiler(self.target.cross_compiler)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class Isa:
     """What a target's CPU has, as far as bnncc's kernels care."""
 
-    arch: str  # "x86_64" or "aarch64"
+    arch: str  # "x86_64", "aarch64" or "armv7"
     avx2: bool = False
     avx512: bool = False  # AVX-512 F + BW (512-bit integer vectors)
     avx512_vpopcntdq: bool = False  # vector popcount of 32/64-bit lanes
@@ -45,7 +45,7 @@ class Isa:
         if self.avx2:
             return "x86-avx2"
         if self.neon:
-            return "arm-neon"
+            return "armv7-neon" if self.arch == "armv7" else "arm-neon"
         return "generic"
 
     @property
@@ -74,16 +74,17 @@ class TargetSpec:
 
     name: str
     description: str
-    arch: str  # "x86_64" or "aarch64"
+    arch: str  # "x86_64", "aarch64" or "armv7"
     attrs: dict = field(default_factory=dict)
     cross_compiler: str | None = None  # g++ driver used by export_library when not building for this machine
+    tvm_runtime: bool = True  # TVM's runtime exists for it (wheels); else only --emit c-library deploys there
 
     @property
     def word_bits(self) -> int:
         """Packed word size that suits the target: 16 on NEON (cnt + uadalp.8h, ~20 % fewer instructions per
         binary MAC than 32-bit words), 32 on x86 (VPOPCNTDQ is as fast for 32- as for 64-bit lanes, and 32
         wastes fewer padding bits)."""
-        return 16 if self.arch == "aarch64" else 32
+        return 16 if self.arch in ("aarch64", "armv7") else 32
 
     def tvm_target(self, num_cores: int | None = None) -> tvm.target.Target:
         import tvm
@@ -99,7 +100,8 @@ class TargetSpec:
 
     @property
     def is_native(self) -> bool:
-        return self.arch == platform.machine()
+        machine = platform.machine()  # 32-bit ARM Linux says armv7l
+        return self.arch == machine or (self.arch == "armv7" and machine.startswith("armv7"))
 
 
 _AARCH64 = {"mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
@@ -115,6 +117,12 @@ _NAMED = (
                "aarch64-linux-gnu-g++"),
     TargetSpec("pixel1", "Pixel-1-class phone (Kryo, armv8-a)", "aarch64", {**_AARCH64, "mcpu": "kryo"},
                "aarch64-linux-gnu-g++"),
+    # Cortex-A7 is the oldest core Raspberry Pi OS 32-bit runs on (Pi 2); A53/A72 run its code too. No TVM
+    # runtime is built for 32-bit ARM: models deploy there as runtime-free C libraries (--emit c-library).
+    TargetSpec("armv7", "32-bit ARM, armv7-a + NEON (Raspberry Pi OS 32-bit, older phones)", "armv7",
+               {"mtriple": "armv7a-linux-gnueabihf", "mcpu": "cortex-a7", "mattr": ["+neon", "+vfp4"],
+                "mfloat-abi": "hard"},
+               "arm-linux-gnueabihf-g++", tvm_runtime=False),
 )
 
 
@@ -188,6 +196,8 @@ def isa(target: str | TargetSpec | tvm.target.Target) -> Isa:
     if arch.startswith("aarch64") or arch.startswith("arm64"):
         neon = has("neon")
         facts = Isa("aarch64", neon=neon, dotprod=neon and has("dotprod"), vector_bits=128, vector_registers=32)
+    elif arch.startswith("arm"):  # 32-bit: 16 quad registers
+        facts = Isa("armv7", neon=has("neon"), vector_bits=128, vector_registers=16)
     else:
         avx512 = has("avx512f", "avx512bw")
         facts = Isa("x86_64", avx2=has("avx2"), avx512=avx512, avx512_vpopcntdq=avx512 and has("avx512vpopcntdq"),

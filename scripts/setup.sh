@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: the Python environment (.venv) with bnncc and its pinned TVM, TensorFlow and Larq,
-# and the Debian packages for the aarch64 path (cross compiler, qemu-user, debootstrap). Idempotent.
+# and the Debian packages for the ARM paths (aarch64 and armv7 cross compilers, qemu-user, debootstrap). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=""
-  for p in gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user debootstrap; do
+  for p in gcc-aarch64-linux-gnu g++-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user debootstrap; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
   done
   if [ -n "$need" ]; then

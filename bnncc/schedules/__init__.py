@@ -21,7 +21,8 @@ from ..targets import isa
 from . import arm_neon, generic, qgemm, x86_amx, x86_avx2, x86_avx512
 from .tiling import CONV_BLOCKS, ConvTile, Family, is_conv_like, output_dtype, schedule_function_for
 
-FAMILIES = {m.FAMILY.name: m.FAMILY for m in (x86_avx512, x86_avx2, arm_neon, generic)}
+FAMILIES = {f.name: f for f in (x86_avx512.FAMILY, x86_avx2.FAMILY, arm_neon.FAMILY, arm_neon.ARMV7_FAMILY,
+                                 generic.FAMILY)}
 
 
 def family_of(target: Target) -> Family:

@@ -1,12 +1,13 @@
-"""ARM NEON (aarch64): the schedule family and its tensor intrinsic, one step of the register-blocked BGEMM of
-:mod:`.tiling`.
+"""ARM NEON (aarch64, and 32-bit armv7-a): the schedule families and their tensor intrinsic, one step of the
+register-blocked BGEMM of :mod:`.tiling`.
 
 ``bnncc_neon_bxor_popc_acc_u{bits}x{lanes}`` — ``acc[i] += popcount(x ^ w[i])`` for ``i < lanes``, with ``x`` one
 packed input word broadcast to all lanes, ``w`` the words of ``lanes`` consecutive output channels and ``acc`` their
 accumulators (all of the word type, one 128-bit vector each). The implementation names the instructions instead of
 leaving them to LLVM's pattern matching of ``ctpop``: ``eor`` + ``cnt .16b`` (``llvm.ctpop.v16i8``), then pairwise
 widening adds up to the word width, the last one accumulating (``uadalp``): 3 instructions per 128-bit word for
-16-bit words, 4 for 32-bit ones.
+16-bit words, 4 for 32-bit ones. armv7's NEON has the same instructions under other names (``vcnt.8``,
+``vpaddl.u8``, ``vpadal``) and half the registers.
 
 The intrinsic covers the innermost (vector) loop of a conv or dense update, so its shape does not depend on the
 register tile: the default schedule and the tunable one (whose tile MetaSchedule samples and mutates) both
@@ -14,6 +15,8 @@ tensorize with it, and a traced ``tensorize`` replays under any tile decision.
 """
 
 from __future__ import annotations
+
+import functools
 
 from tvm import s_tir
 from tvm.s_tir import TensorIntrin
@@ -27,11 +30,15 @@ VECTOR_BITS = 128
 WORD_BITS = (16, 32, 64)  # 8-bit lanes would need no widening add; bnncc packs 16/32/64-bit words
 
 
-def intrin_name(bits: int) -> str:
-    return f"bnncc_neon_bxor_popc_acc_u{bits}x{VECTOR_BITS // bits}"
+# The pairwise widening add (uaddlp / vpaddl.u) per architecture
+PAIRWISE_ADD = {"aarch64": "llvm.aarch64.neon.uaddlp", "armv7": "llvm.arm.neon.vpaddlu"}
 
 
-def _popcount_accumulate(acc, v, bits: int):
+def intrin_name(bits: int, arch: str = "aarch64") -> str:
+    return f"bnncc_neon_bxor_popc_acc_u{bits}x{VECTOR_BITS // bits}{'' if arch == 'aarch64' else '_' + arch}"
+
+
+def _popcount_accumulate(acc, v, bits: int, arch: str):
     """acc + popcount(v) per lane: cnt .16b, then uaddlp up to the lane width, the last one fused into the add
     (LLVM selects uadalp for add(acc, uaddlp(·)))."""
     counts = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.ctpop.v16i8"),
@@ -40,12 +47,12 @@ def _popcount_accumulate(acc, v, bits: int):
     while width < bits:
         src, width = f"v{VECTOR_BITS // width}i{width}", width * 2
         counts = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id(f"llvm.aarch64.neon.uaddlp.v{VECTOR_BITS // width}i{width}.{src}"),
+            T.llvm_lookup_intrinsic_id(f"{PAIRWISE_ADD[arch]}.v{VECTOR_BITS // width}i{width}.{src}"),
             counts, dtype=f"uint{width}x{VECTOR_BITS // width}")
     return acc + counts
 
 
-def _intrin(bits: int) -> tuple:
+def _intrin(bits: int, arch: str) -> tuple:
     lanes = VECTOR_BITS // bits
     word = f"uint{bits}"
     vec = f"{word}x{lanes}"
@@ -68,22 +75,23 @@ def _intrin(bits: int) -> tuple:
             T.reads(acc[0:lanes], xw[0:1], ww[0:lanes])
             T.writes(acc[0:lanes])
             acc.vstore([0], _popcount_accumulate(acc.vload([0], vec), T.Broadcast(xw[0], lanes) ^ ww.vload([0], vec),
-                                                 bits))
+                                                 bits, arch))
 
     return desc, impl
 
 
 def register() -> None:
     """Register the intrinsics (idempotent: TVM's registry is process-wide)."""
-    for bits in WORD_BITS:
-        if TensorIntrin.get(intrin_name(bits), allow_missing=True) is None:
-            TensorIntrin.register(intrin_name(bits), *_intrin(bits))
+    for arch in PAIRWISE_ADD:
+        for bits in WORD_BITS:
+            if TensorIntrin.get(intrin_name(bits, arch), allow_missing=True) is None:
+                TensorIntrin.register(intrin_name(bits, arch), *_intrin(bits, arch))
 
 
 register()
 
 
-def tensorize_update(sch: s_tir.Schedule, block: SBlockRV) -> SBlockRV:
+def tensorize_update(sch: s_tir.Schedule, block: SBlockRV, arch: str = "aarch64") -> SBlockRV:
     """Tensorize the innermost loop of a binary conv/dense update block with the intrinsic of its word type.
 
     Applies when the loop is one full 128-bit vector of accumulators of the word type (the popcounts accumulate
@@ -104,7 +112,7 @@ def tensorize_update(sch: s_tir.Schedule, block: SBlockRV) -> SBlockRV:
     except s_tir.ScheduleError:
         return block
     try:
-        sch.tensorize(tile, intrin_name(bits))
+        sch.tensorize(tile, intrin_name(bits, arch))
     except s_tir.ScheduleError:  # e.g. popcounts widened to a larger accumulator type: not this intrinsic
         pass
     return tile
@@ -113,3 +121,6 @@ def tensorize_update(sch: s_tir.Schedule, block: SBlockRV) -> SBlockRV:
 # 32 NEON registers: 24 for accumulators. Tiles stay within a row so that the update can be tensorized.
 FAMILY = Family("arm-neon", vector_bits=VECTOR_BITS, registers=24, tensorize_update=tensorize_update,
                 tile_within_rows=True)
+# armv7: 16 quad registers, 10 for accumulators.
+ARMV7_FAMILY = Family("armv7-neon", vector_bits=VECTOR_BITS, registers=10,
+                      tensorize_update=functools.partial(tensorize_update, arch="armv7"), tile_within_rows=True)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BnnccError
 from .footprint import Sections, sections
-from .plan import EmitError, read_program
+from .plan import EmitError, aligned, read_program
 
 if TYPE_CHECKING:
     import tvm
@@ -55,8 +55,8 @@ class Footprint:
     glue_bytes: int  # the part of code_bytes that is the driver and the runtime
     weight_bytes: int
     arena_bytes: int
-    activation_bytes: int
-    workspace_bytes: int
+    activation_bytes: int  # the memory plan's storages, and an aligned copy of each input for unaligned callers
+    workspace_bytes: int  # the kernels' scratch buffers, per thread
     max_threads: int
     archive_bytes: int
 
@@ -147,8 +147,9 @@ def write_c_library(mod: tvm.IRModule, c: Compilation, out: str | os.PathLike, n
         glue = size["model.o"] + size["bnncc_runtime.o"]
         code = size["kernels.o"].text + size["kernels.o"].rodata + glue.text + glue.rodata
         arena = sum((s for s in size.values()), Sections()).bss
-        fp = Footprint(code, glue.text + glue.rodata, len(program.weights), arena, program.arena_bytes,
-                       arena - program.arena_bytes, max_threads, archive.stat().st_size)
+        activations = program.arena_bytes + sum(aligned(t.nbytes) for t in program.inputs)  # + input staging
+        fp = Footprint(code, glue.text + glue.rodata, len(program.weights), arena, activations, arena - activations,
+                       max_threads, archive.stat().st_size)
         (tmp / MARKER).write_text(json.dumps({"model": name, "prefix": prefix, "target": c.spec.name,
                                               "arch": c.spec.arch, **asdict(fp)}, indent=1) + "\n")
         _replace_dir(tmp, out)

@@ -43,7 +43,8 @@ def header(prefix: str, p: Program, max_threads: int) -> str:
                       f'#define {up}_{kind}{i}_DTYPE "{t.dtype}"']
     lines += [f"#define {up}_MAX_THREADS {max_threads}", "",
               "/* Run the model: inputs[i] and outputs[i] point at C-contiguous (row-major) arrays of the shapes",
-              " * above. Returns 0, or -1 with the reason in bnncc_last_error(). */",
+              " * above (inputs on a 64-byte boundary are read in place, others copied first). Returns 0, or -1",
+              " * with the reason in bnncc_last_error(). */",
               f"int {prefix}_run_n(const void *const *inputs, void *const *outputs);"]
     if len(p.inputs) == 1 and len(p.outputs) == 1:
         ti, to = _C_TYPES.get(p.inputs[0].dtype, "void"), _C_TYPES.get(p.outputs[0].dtype, "void")
@@ -80,6 +81,7 @@ def _data(prefix: str, t: Tensor) -> str:
 def driver(prefix: str, p: Program, symbols: dict[str, str], ws: Workspace, max_threads: int) -> str:
     """The model's C driver; ``symbols``: PrimFunc name → its entry point's C symbol."""
     out = [f"/* {prefix}: the model's kernel calls in order, written by bnncc. */", "#include <stddef.h>",
+           "#include <stdint.h>",
            "#include <string.h>", "", f'#include "{ABI_HEADER}"', f'#include "{prefix}.h"', ""]
     for sym in sorted(set(symbols.values())):
         out.append(f"int32_t {sym}(void *, const bnncc_any *, int32_t, bnncc_any *);")
@@ -87,7 +89,10 @@ def driver(prefix: str, p: Program, symbols: dict[str, str], ws: Workspace, max_
             f"static uint8_t {prefix}_arena[{max(p.arena_bytes, 64)}] __attribute__((aligned(64)));",
             f"static uint8_t {prefix}_ws_main[{max(ws.main_bytes, 64)}] __attribute__((aligned(64)));",
             f"static uint8_t {prefix}_ws_workers[{max(max_threads - 1, 1)}][{max(ws.worker_bytes, 64)}] "
-            "__attribute__((aligned(64)));", ""]
+            "__attribute__((aligned(64)));"]
+    for i, t in enumerate(p.inputs):  # kernels assume 64-byte aligned data (TVM's allocation alignment)
+        out.append(f"static uint8_t {prefix}_input{i}[{t.nbytes}] __attribute__((aligned(64)));")
+    out.append("")
     for t in p.tensors:
         out.append(f"static int64_t shape{t.index}[] = {{{', '.join(map(str, t.shape)) or '1'}}};")
     out += ["", "static bnncc_dl_tensor tensor[] = {"]
@@ -103,8 +108,9 @@ def driver(prefix: str, p: Program, symbols: dict[str, str], ws: Workspace, max_
             "  bnncc_any ret;", "  bnncc_rt_clear_error();",
             f"  bnncc_rt_use_workspace({prefix}_ws_main, sizeof {prefix}_ws_main, &{prefix}_ws_workers[0][0], "
             f"sizeof {prefix}_ws_workers[0], {max_threads});"]
-    for i, t in enumerate(p.inputs):
-        out.append(f"  tensor[{t.index}].data = (void *)inputs[{i}];")
+    for i, t in enumerate(p.inputs):  # an input not on a 64-byte boundary is copied to one (vector loads fault)
+        out += [f"  if ((uintptr_t)inputs[{i}] % 64 == 0) tensor[{t.index}].data = (void *)inputs[{i}];",
+                f"  else tensor[{t.index}].data = memcpy({prefix}_input{i}, inputs[{i}], {t.nbytes});"]
     for i, call in enumerate(p.calls):
         out.append(f"  if ({symbols[call.kernel]}(NULL, args{i}, {len(call.args)}, &ret) != 0) "
                    f'return bnncc_rt_fail("{prefix}", "{call.kernel}");')

@@ -128,25 +128,32 @@ def test_abi_declarations_match_tvm_headers(tmp_path, cc):
 
 TWO_MODELS = r"""
 #include <stdio.h>
+#include <string.h>
 #define BNNCC_NO_MODEL_ALIASES
 #include "bnncc_model_a.h"
 #include "bnncc_model_b.h"
 int main(int argc, char **argv) {
-  static float x[BNNCC_MODEL_A_INPUT0_ELEMS], ya[BNNCC_MODEL_A_OUTPUT0_ELEMS], yb[BNNCC_MODEL_B_OUTPUT0_ELEMS];
+  static float x[BNNCC_MODEL_A_INPUT0_ELEMS] __attribute__((aligned(64))), shifted[BNNCC_MODEL_A_INPUT0_ELEMS + 1];
+  static float ya[BNNCC_MODEL_A_OUTPUT0_ELEMS], yb[BNNCC_MODEL_B_OUTPUT0_ELEMS], yc[BNNCC_MODEL_A_OUTPUT0_ELEMS];
   FILE *f = fopen(argv[1], "rb");
   if (fread(x, sizeof x, 1, f) != 1) return 3;
   fclose(f);
-  if (bnncc_model_a_run(x, ya) || bnncc_model_b_run(x, yb)) return fprintf(stderr, "%s\n", bnncc_last_error()), 1;
+  float *unaligned = (size_t)shifted % 64 ? shifted : shifted + 1; /* off a 64-byte boundary: copied first */
+  memcpy(unaligned, x, sizeof x);
+  if (bnncc_model_a_run(x, ya) || bnncc_model_b_run(x, yb) || bnncc_model_a_run(unaligned, yc))
+    return fprintf(stderr, "%s\n", bnncc_last_error()), 1;
   f = fopen(argv[2], "wb");
   fwrite(ya, sizeof ya, 1, f);
   fwrite(yb, sizeof yb, 1, f);
+  fwrite(yc, sizeof yc, 1, f);
   return fclose(f);
 }
 """
 
 
 def test_two_models_link_into_one_program(small, tmp_path):
-    """Every symbol of a model carries its name, and the runtime is shared: two libraries link side by side."""
+    """Every symbol of a model carries its name, and the runtime is shared: two libraries link side by side; an
+    input off a 64-byte boundary gives the same output."""
     mod_a, x, _, _ = small
     mod_b = _model(7, width=16, name="model_b")
     for name, mod in (("model_a", mod_a), ("model_b", mod_b)):
@@ -158,7 +165,8 @@ def test_two_models_link_into_one_program(small, tmp_path):
     x.astype(np.float32).tofile(tmp_path / "x.f32")
     subprocess.run([str(tmp_path / "two"), "x.f32", "y.f32"], cwd=tmp_path, check=True)
     got = np.fromfile(tmp_path / "y.f32", dtype=np.float32)
-    want = np.concatenate([pipeline.build(m, "host")(x).ravel() for m in (mod_a, mod_b)])
+    want = [pipeline.build(m, "host")(x).ravel() for m in (mod_a, mod_b)]
+    want = np.concatenate([*want, want[0]])
     assert got.tobytes() == want.tobytes()
 
 
@@ -214,3 +222,91 @@ def test_cli_writes_replaces_and_refuses(model_dir, tmp_path):
     line = error_line(bnncc("compile", model_dir / "tiny.h5", "--emit", "c-library", "-o", "tiny.so",
                             "--max-threads", "65", cwd=tmp_path))
     assert "--max-threads" in line and "1 to 64" in line
+
+
+# ------------------------------------------------------------------------------------------------- armv7
+def _needs(tool: str) -> None:
+    if subprocess.run(["which", tool], capture_output=True).returncode != 0:
+        pytest.skip(f"{tool} is not installed (scripts/setup.sh installs it)")
+
+
+def _bconv_module(shape, filters, rng, strides=(1, 1), padding="same"):
+    from bnncc import relay_ops
+    from bnncc.relay_ops import bconv2d, bitpack
+
+    w = rng.choice([-1.0, 1.0], size=(3, 3, shape[-1], filters)).astype(np.float32)
+
+    def body(bb, x):
+        packed = bb.emit(bitpack(x, bits=16))
+        return bconv2d(packed, w, strides=strides, padding=padding)
+
+    assert relay_ops
+    return testing.graph_module(body, (shape, "float32")), w
+
+
+def _armv7_bconv_is_exact(tmp_path, shape, filters, strides, padding, seed):
+    from bnncc import reference
+
+    _needs("arm-linux-gnueabihf-gcc")
+    _needs("qemu-arm")
+    rng = np.random.default_rng(seed)
+    mod, w = _bconv_module(shape, filters, rng, strides, padding)
+    x = testing.random_input(rng, shape)
+    lib = tmp_path / f"bconv-{seed}"
+    pipeline.build_c_library(mod, lib, "armv7", name="bconv")
+    got = run_classifier(build_classifier(lib, lib / "classify"), "armv7", x, threads=2)
+    want = reference.bconv2d_acc(reference.binarize(x), reference.binarize(w.transpose(3, 0, 1, 2)), strides,
+                                 padding=padding)
+    assert np.array_equal(got, want.ravel().astype(np.float32))
+
+
+@pytest.mark.parametrize("shape,filters,strides,padding", [((1, 9, 7, 37), 19, (1, 1), "same"),
+                                                            ((1, 8, 8, 64), 32, (2, 2), "valid")])
+def test_armv7_binary_conv_is_bit_exact_under_qemu_arm(tmp_path, shape, filters, strides, padding):
+    _armv7_bconv_is_exact(tmp_path, shape, filters, strides, padding, seed=sum(shape) + filters)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", ["L1", "L2", "L3", "L4", "L5"])
+def test_armv7_benchmark_layers_are_bit_exact_under_qemu_arm(tmp_path, layer):
+    from bnncc.compare.layers import LAYERS
+
+    spec = LAYERS[layer]
+    _armv7_bconv_is_exact(tmp_path, spec.input_shape, spec.filters, (1, 1), "same", seed=int(layer[1]))
+
+
+def test_armv7_small_bnn_matches_the_x86_library_within_float_roundoff(small, tmp_path):
+    """No TVM runtime exists for 32-bit ARM, so the oracle is the same model on x86: binary layers agree exactly,
+    float ones to round-off (another vector unit: NEON on armv7 flushes denormals)."""
+    _needs("arm-linux-gnueabihf-gcc")
+    _needs("qemu-arm")
+    mod, x, _, _ = small
+    want = pipeline.build(mod, "host")(x).ravel()
+    pipeline.build_c_library(mod, tmp_path / "v7", "armv7", name="small_bnn")
+    exe = build_classifier(tmp_path / "v7", tmp_path / "classify")
+    for threads in (1, 2):
+        got = run_classifier(exe, "armv7", x, threads=threads)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+        assert got.argmax() == want.argmax()
+
+
+# ------------------------------------------------------------------------------------ zoo networks (slow)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["quicknet", "birealnet18"])
+def test_zoo_network_c_library_is_bit_identical(arm64_env, tmp_path, name):
+    from bnncc import models
+    from bnncc.device.deploy_app import run_deploy_app
+    from bnncc.frontend.keras import from_keras
+
+    mod = from_keras(models.build(name))
+    x = testing.random_input(np.random.default_rng(5), (1, 224, 224, 3))
+    want = pipeline.build(mod, "host")(x).ravel()
+    pipeline.build_c_library(mod, tmp_path / "x86", "host", name=name)
+    exe = build_classifier(tmp_path / "x86", tmp_path / "classify-x86")
+    for threads in (1, 2):
+        assert run_classifier(exe, host_machine(), x, threads=threads).tobytes() == want.tobytes()
+    so = pipeline.build(mod, "aarch64").export_library(tmp_path / "m.so")
+    want = run_deploy_app(so, x).output.ravel()
+    pipeline.build_c_library(mod, tmp_path / "a64", "aarch64", name=name)
+    exe = build_classifier(tmp_path / "a64", tmp_path / "classify-a64")
+    assert run_classifier(exe, "aarch64", x, threads=2).tobytes() == want.tobytes()
