@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bnncc.testing import digits_bnn as build_bnn
+from bnncc.testing import digits_split as digits
 from bnncc.testing import shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,36 +38,6 @@ def describe(r: subprocess.CompletedProcess) -> str:
     return f"{' '.join(r.args)}: exit {r.returncode}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
 
 
-
-
-def digits():
-    """scikit-learn's 8×8 digits, split 70/30 deterministically, pixels scaled to [-1, 1], NHWC float32."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    x = (data.images.astype(np.float32) / 16.0 * 2.0 - 1.0)[..., None]
-    return train_test_split(x, data.target, test_size=0.3, random_state=0)
-
-
-def build_bnn():
-    from bnncc._tf import keras, lq
-
-    binary = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
-                  use_bias=False)
-    x = inp = keras.Input((8, 8, 1), name="image")
-    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="bn0")(x)
-    x = lq.layers.QuantConv2D(64, 3, padding="same", pad_values=1.0, name="bconv1", **binary)(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="bn1")(x)
-    x = keras.layers.MaxPooling2D(2, name="pool")(x)
-    x = lq.layers.QuantConv2D(40, 3, padding="same", pad_values=0.0, name="bconv2", **binary)(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="bn2")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = lq.layers.QuantDense(64, name="bdense", **binary)(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="bn3")(x)
-    out = keras.layers.Dense(10, name="logits")(x)
-    return keras.Model(inp, out, name="digits_bnn")
 
 
 def train(out: Path) -> None:
