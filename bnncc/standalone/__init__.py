@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BnnccError
 from .footprint import Sections, sections
@@ -33,8 +33,6 @@ from .plan import EmitError, aligned, read_program
 
 if TYPE_CHECKING:
     import tvm
-
-    from ..pipeline import Compilation
 
 __all__ = ["EmitError", "Footprint", "MARKER", "check_output_dir", "compilers", "write_c_library"]
 
@@ -91,7 +89,7 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise BnnccError(f"{cmd[0]} failed building the C library: {(r.stderr or r.stdout).strip()[:2000]}")
 
 
-def _kernels(mod: tvm.IRModule, c: Compilation, prefix: str, kernels: set[str], obj: Path):
+def _kernels(mod: tvm.IRModule, c: Any, prefix: str, kernels: set[str], obj: Path):
     """The PrimFuncs ``main`` calls, compiled to one object file with symbols private to this model."""
     import tvm
     import tvm.tirx
@@ -108,10 +106,11 @@ def _kernels(mod: tvm.IRModule, c: Compilation, prefix: str, kernels: set[str], 
     return lib.inspect_source("ll"), {gv.name_hint: f"__tvm_ffi_{prefix}_{gv.name_hint}" for gv in funcs}
 
 
-def write_c_library(mod: tvm.IRModule, c: Compilation, out: str | os.PathLike, name: str,
+def write_c_library(mod: tvm.IRModule, c: Any, out: str | os.PathLike, name: str,
                     max_threads: int = DEFAULT_MAX_THREADS) -> Footprint:
-    """Write the runtime-free library of ``mod`` (after the pipeline's ``vm`` phase) to the directory ``out``,
-    atomically: a failure leaves a previous library in ``out`` as it was."""
+    """Write the runtime-free library of ``mod`` (after the pipeline's ``vm`` phase; ``c`` its
+    :class:`bnncc.pipeline.Compilation`) to the directory ``out``, atomically: a failure leaves a previous library
+    in ``out`` as it was."""
     from . import emit
     from .workspace import workspace_of
 
