@@ -140,6 +140,7 @@ static int parallel_barrier(int task_id, bnncc_parallel_env *env) {
 #else
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -151,7 +152,10 @@ static int parallel_barrier(int task_id, bnncc_parallel_env *env) {
 #define cpu_relax() ((void)0)
 #endif
 
-#define SPIN_ROUNDS (1 << 16) /* ~0.1-1 ms of pause loops: the gap between two kernels of one inference */
+/* Waiting threads yield the CPU while they spin (as TVM's pool does): on a loaded machine the thread they wait
+ * for may need this very core. A worker spins this many rounds (~ms: the gap between two kernels of one
+ * inference), then sleeps until the next parallel kernel. */
+#define SPIN_ROUNDS 20000
 
 static struct {
   pthread_mutex_t mu;
@@ -197,6 +201,7 @@ static void *worker(void *arg) {
     while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
       if (++spin < SPIN_ROUNDS) {
         cpu_relax();
+        sched_yield();
         continue;
       }
       pthread_mutex_lock(&pool.mu);
@@ -241,7 +246,7 @@ static int parallel_launch(bnncc_parallel_lambda f, void *cdata, int num_task) {
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.mu);
   run_tasks(0);
-  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) cpu_relax();
+  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) sched_yield();
   return atomic_load(&pool.status);
 }
 
@@ -255,7 +260,7 @@ static int parallel_barrier(int task_id, bnncc_parallel_env *env) {
     atomic_store(&pool.barrier_count, 0);
     atomic_store(&pool.barrier_sense, !sense);
   } else {
-    while (atomic_load(&pool.barrier_sense) == sense) cpu_relax();
+    while (atomic_load(&pool.barrier_sense) == sense) sched_yield();
   }
   return 0;
 }

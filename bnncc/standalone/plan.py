@@ -10,7 +10,7 @@ nothing is freed). Anything else cannot become C: a clear error names it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import tvm
@@ -33,13 +33,15 @@ def aligned(n: int) -> int:
 
 @dataclass(frozen=True)
 class Tensor:
-    """A DLTensor of the program: ``where`` is "input" (offset = input index), "arena" or "weights" (byte offset)."""
+    """A DLTensor of the program: ``where`` is "input" (offset = input index), "arena" or "weights" (byte offset;
+    while reading, an arena tensor's offset is within its ``storage``)."""
 
     index: int
     shape: tuple[int, ...]
     dtype: str
     where: str
     offset: int
+    storage: int = -1
 
     @property
     def nbytes(self) -> int:
@@ -62,10 +64,29 @@ class Program:
     arena_bytes: int = 0
     weights: bytearray = field(default_factory=bytearray)
 
-    def tensor(self, shape, dtype: str, where: str, offset: int) -> Tensor:
-        t = Tensor(len(self.tensors), tuple(shape), dtype, where, offset)
+    def tensor(self, shape, dtype: str, where: str, offset: int, storage: int = -1) -> Tensor:
+        t = Tensor(len(self.tensors), tuple(shape), dtype, where, offset, storage)
         self.tensors.append(t)
         return t
+
+
+def pack_storages(sizes: list[int], lifetimes: list[tuple[int, int]]) -> tuple[list[int], int]:
+    """Arena offsets for storages alive over ``lifetimes`` (first, last step, inclusive): storages whose lifetimes
+    overlap never share bytes; the others may. Largest first, each at the lowest offset that fits (the usual
+    greedy static allocator); returns (offsets, arena bytes)."""
+    offsets = [0] * len(sizes)
+    placed: list[int] = []
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        busy = sorted((offsets[j], offsets[j] + sizes[j]) for j in placed
+                      if lifetimes[j][0] <= lifetimes[i][1] and lifetimes[i][0] <= lifetimes[j][1])
+        at = 0
+        for lo, hi in busy:
+            if at + sizes[i] <= lo:
+                break
+            at = max(at, aligned(hi))
+        offsets[i] = at
+        placed.append(i)
+    return offsets, max((offsets[i] + sizes[i] for i in placed), default=0)
 
 
 def _static_shape(expr, what: str) -> tuple[int, ...]:
@@ -83,8 +104,11 @@ def _callee(value) -> str:
 class _Reader:
     def __init__(self, main: relax.Function):
         self.p = Program()
-        self.env: dict = {}  # relax Var → Tensor | ("storage", arena offset) | tuple
+        self.env: dict = {}  # relax Var → Tensor | ("storage", index) | tuple
         self.constants: list[tuple[object, Tensor]] = []
+        self.storage_sizes: list[int] = []
+        self.lifetimes: list[list[int]] = []  # per storage: [allocated at step, last used at step]
+        self.step = 0
         for param in main.params:
             ty = param.ty
             if not isinstance(ty, relax.TensorType) or ty.shape is None:
@@ -118,9 +142,13 @@ class _Reader:
         raise EmitError(f"kernel {kernel} takes an argument a C library cannot pass: {a}")
 
     def bind(self, var, value) -> None:
+        self.step += 1
         if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar):
             name = value.op.name_hint
-            self.p.calls.append(Call(name, tuple(self.arg(a, name) for a in value.args)))
+            call = Call(name, tuple(self.arg(a, name) for a in value.args))
+            for a in call.args:
+                self.use(a)
+            self.p.calls.append(call)
             return
         if isinstance(value, relax.Tuple):
             self.env[var] = tuple(self.env.get(f) for f in value.fields)
@@ -136,19 +164,37 @@ class _Reader:
         name = _callee(value)
         if name == "relax.vm.alloc_storage":
             size = int(np.prod(_static_shape(value.args[0], f"storage {var.name}")))
-            self.env[var] = ("storage", self.p.arena_bytes)
-            self.p.arena_bytes += aligned(size)
+            self.env[var] = ("storage", len(self.storage_sizes))
+            self.storage_sizes.append(aligned(size))
+            self.lifetimes.append([self.step, self.step])
         elif name == "relax.vm.alloc_tensor":
-            kind, base = self.env[value.args[0]]
+            _, storage = self.env[value.args[0]]
             offset = int(value.args[1])
             shape = _static_shape(value.args[2], f"tensor {var.name}")
-            self.env[var] = self.p.tensor(shape, str(value.args[3].value), "arena", base + offset)
+            self.env[var] = self.p.tensor(shape, str(value.args[3].value), "arena", offset, storage)
+            self.use(self.env[var])
         elif name == "vm.builtin.reshape":
             src = self.env[value.args[0]]
             shape = _static_shape(value.args[1], f"reshape {var.name}")
-            self.env[var] = self.p.tensor(shape, src.dtype, src.where, src.offset)
+            self.env[var] = self.p.tensor(shape, src.dtype, src.where, src.offset, src.storage)
         elif name not in _SKIPPED_PACKED and name not in _SKIPPED_OPS:
             raise EmitError(f"main calls {name}, which bnncc cannot emit as C (binding {var.name})")
+
+    def use(self, a) -> None:
+        if isinstance(a, Tensor) and a.storage >= 0:
+            self.lifetimes[a.storage][1] = self.step
+
+    def place(self) -> None:
+        """Storages → arena offsets by lifetime (the VM frees a storage when its last tensor dies; a static arena
+        lets storages that are never alive together share bytes), then every arena tensor's absolute offset."""
+        offsets, self.p.arena_bytes = pack_storages(self.storage_sizes, [tuple(t) for t in self.lifetimes])
+        moved = {t.index: replace(t, offset=offsets[t.storage] + t.offset, storage=-1)
+                 for t in self.p.tensors if t.storage >= 0}
+        self.p.tensors = [moved.get(t.index, t) for t in self.p.tensors]
+        self.p.inputs = [moved.get(t.index, t) for t in self.p.inputs]
+        self.p.outputs = [moved.get(t.index, t) for t in self.p.outputs]
+        self.p.calls = [Call(c.kernel, tuple(moved.get(a.index, a) if isinstance(a, Tensor) else a for a in c.args))
+                        for c in self.p.calls]
 
     def outputs(self, result) -> list[Tensor]:
         if isinstance(result, tvm.ir.expr.Constant):
@@ -157,6 +203,9 @@ class _Reader:
         items = found if isinstance(found, tuple) else (found,)
         if not all(isinstance(t, Tensor) for t in items):
             raise EmitError(f"main returns {result}, which is not a tensor or a tuple of tensors")
+        self.step += 1
+        for t in items:  # read after the last kernel
+            self.use(t)
         return list(items)
 
 
@@ -170,4 +219,5 @@ def read_program(mod: tvm.IRModule) -> Program:
                 raise EmitError(f"main has a match_cast ({b.var.name}): dynamic shapes cannot become C")
             reader.bind(b.var, b.value)
     reader.p.outputs = reader.outputs(main.body.body)
+    reader.place()
     return reader.p
