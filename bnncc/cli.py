@@ -91,8 +91,9 @@ def cmd_compile(args) -> int:
         _say(f"bnncc: wrote {out}/ (static C library, no runtime needed) for {args.target} in "
              f"{time.perf_counter() - t0:.1f} s")
         _say(f"  footprint: code {_size(fp.code_bytes)} (driver + runtime {_size(fp.glue_bytes)}), weights "
-             f"{_size(fp.weight_bytes)}, arena {_size(fp.arena_bytes)} (activations {_size(fp.activation_bytes)}, "
-             f"workspace for {fp.max_threads} threads {_size(fp.workspace_bytes)})")
+             f"{_size(fp.weight_bytes)}, zeroed memory {_size(fp.arena_bytes)} (arena {_size(fp.activation_bytes)}: "
+             f"activations + workspace; up to {fp.max_threads - 1} pool threads' workspace "
+             f"{_size(fp.workspace_bytes)})")
     else:
         exe = build(mod, args.target, **options)
         out = exe.export_library(args.output)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BnnccError
 from .footprint import Sections, sections
-from .plan import EmitError, aligned, read_program
+from .plan import EmitError, read_program
 
 if TYPE_CHECKING:
     import tvm
@@ -53,8 +53,8 @@ class Footprint:
     glue_bytes: int  # the part of code_bytes that is the driver and the runtime
     weight_bytes: int
     arena_bytes: int
-    activation_bytes: int  # the memory plan's storages, and an aligned copy of each input for unaligned callers
-    workspace_bytes: int  # the kernels' scratch buffers, per thread
+    activation_bytes: int  # the arena: the memory plan's storages, an aligned input copy, the caller's workspace
+    workspace_bytes: int  # the pool threads' scratch buffers
     max_threads: int
     archive_bytes: int
 
@@ -116,7 +116,7 @@ def write_c_library(mod: tvm.IRModule, c: Any, out: str | os.PathLike, name: str
 
     out = check_output_dir(out).resolve()
     cc, ar = compilers(c.spec.arch, c.spec.is_native)
-    program = read_program(mod)
+    kernels = {call.kernel for call in read_program(mod).calls}
     prefix = emit.c_name(name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
@@ -125,11 +125,12 @@ def write_c_library(mod: tvm.IRModule, c: Any, out: str | os.PathLike, name: str
     try:
         src = tmp / "src"
         src.mkdir()
-        ll, symbols = _kernels(mod, c, prefix, {call.kernel for call in program.calls}, src / "kernels.o")
-        for sym in set(symbols.values()):
-            if f"@{sym}(" not in ll:
-                raise EmitError(f"the kernels' object has no entry point {sym}")
+        ll, symbols = _kernels(mod, c, prefix, kernels, src / "kernels.o")
         ws = workspace_of(ll)
+        missing = set(symbols.values()) - set(ws.kernel_bytes)
+        if missing:
+            raise EmitError(f"the kernels' object has no entry point {', '.join(sorted(missing))}")
+        program = read_program(mod, lambda kernel: ws.kernel_bytes[symbols[kernel]])
         here = Path(__file__).parent
         for f in RUNTIME_SOURCES:
             shutil.copyfile(here / f, src / f)
@@ -146,9 +147,8 @@ def write_c_library(mod: tvm.IRModule, c: Any, out: str | os.PathLike, name: str
         glue = size["model.o"] + size["bnncc_runtime.o"]
         code = size["kernels.o"].text + size["kernels.o"].rodata + glue.text + glue.rodata
         arena = sum((s for s in size.values()), Sections()).bss
-        activations = program.arena_bytes + sum(aligned(t.nbytes) for t in program.inputs)  # + input staging
-        fp = Footprint(code, glue.text + glue.rodata, len(program.weights), arena, activations, arena - activations,
-                       max_threads, archive.stat().st_size)
+        fp = Footprint(code, glue.text + glue.rodata, len(program.weights), arena, program.arena_bytes,
+                       arena - program.arena_bytes, max_threads, archive.stat().st_size)
         (tmp / MARKER).write_text(json.dumps({"model": name, "prefix": prefix, "target": c.spec.name,
                                               "arch": c.spec.arch, **asdict(fp)}, indent=1) + "\n")
         _replace_dir(tmp, out)

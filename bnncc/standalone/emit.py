@@ -87,12 +87,8 @@ def driver(prefix: str, p: Program, symbols: dict[str, str], ws: Workspace, max_
         out.append(f"int32_t {sym}(void *, const bnncc_any *, int32_t, bnncc_any *);")
     out += ["", f"extern const uint8_t {prefix}_weights[];  /* {len(p.weights)} bytes (weights.S) */",
             f"static uint8_t {prefix}_arena[{max(p.arena_bytes, 64)}] __attribute__((aligned(64)));",
-            f"static uint8_t {prefix}_ws_main[{max(ws.main_bytes, 64)}] __attribute__((aligned(64)));",
             f"static uint8_t {prefix}_ws_workers[{max(max_threads - 1, 1)}][{max(ws.worker_bytes, 64)}] "
-            "__attribute__((aligned(64)));"]
-    for i, t in enumerate(p.inputs):  # kernels assume 64-byte aligned data (TVM's allocation alignment)
-        out.append(f"static uint8_t {prefix}_input{i}[{t.nbytes}] __attribute__((aligned(64)));")
-    out.append("")
+            "__attribute__((aligned(64)));", ""]
     for t in p.tensors:
         out.append(f"static int64_t shape{t.index}[] = {{{', '.join(map(str, t.shape)) or '1'}}};")
     out += ["", "static bnncc_dl_tensor tensor[] = {"]
@@ -105,15 +101,18 @@ def driver(prefix: str, p: Program, symbols: dict[str, str], ws: Workspace, max_
                  else f"{{.type_index = BNNCC_ANY_INT, .v_int64 = {a}}}" for a in call.args]
         out.append(f"static const bnncc_any args{i}[] = {{{', '.join(cells)}}};")
     out += ["", f"int {prefix}_run_n(const void *const *inputs, void *const *outputs) {{",
-            "  bnncc_any ret;", "  bnncc_rt_clear_error();",
-            f"  bnncc_rt_use_workspace({prefix}_ws_main, sizeof {prefix}_ws_main, &{prefix}_ws_workers[0][0], "
-            f"sizeof {prefix}_ws_workers[0], {max_threads});"]
-    for i, t in enumerate(p.inputs):  # an input not on a 64-byte boundary is copied to one (vector loads fault)
-        out += [f"  if ((uintptr_t)inputs[{i}] % 64 == 0) tensor[{t.index}].data = (void *)inputs[{i}];",
-                f"  else tensor[{t.index}].data = memcpy({prefix}_input{i}, inputs[{i}], {t.nbytes});"]
-    for i, call in enumerate(p.calls):
-        out.append(f"  if ({symbols[call.kernel]}(NULL, args{i}, {len(call.args)}, &ret) != 0) "
-                   f'return bnncc_rt_fail("{prefix}", "{call.kernel}");')
+            "  bnncc_any ret;", "  void *data;", "  bnncc_rt_clear_error();"]
+    for i, t in enumerate(p.inputs):  # kernels assume 64-byte aligned data (TVM's allocation alignment): an input
+        # off a 64-byte boundary is copied to an aligned slice of the arena first (NEON's aligned loads fault)
+        out += [f"  data = (uintptr_t)inputs[{i}] % 64 == 0 ? (void *)inputs[{i}] : "
+                f"memcpy({prefix}_arena + {p.input_stage[i]}, inputs[{i}], {t.nbytes});"]
+        out += [f"  tensor[{v.index}].data = data;" for v in p.tensors if v.where == "input" and v.offset == i]
+    workers = f"&{prefix}_ws_workers[0][0], sizeof {prefix}_ws_workers[0], {max_threads}"
+    for i, call in enumerate(p.calls):  # each call's workspace: a slice of the arena alive during the call
+        offset, size = p.call_workspace[i]
+        out += [f"  bnncc_rt_use_workspace({prefix}_arena + {offset}, {size}, {workers});",
+                f"  if ({symbols[call.kernel]}(NULL, args{i}, {len(call.args)}, &ret) != 0) "
+                f'return bnncc_rt_fail("{prefix}", "{call.kernel}");']
     for i, t in enumerate(p.outputs):
         out.append(f"  memcpy(outputs[{i}], tensor[{t.index}].data, {t.nbytes});")
     out += ["  return 0;", "}", ""]

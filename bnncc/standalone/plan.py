@@ -10,6 +10,7 @@ nothing is freed). Anything else cannot become C: a clear error names it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -63,6 +64,8 @@ class Program:
     calls: list[Call] = field(default_factory=list)
     arena_bytes: int = 0
     weights: bytearray = field(default_factory=bytearray)
+    input_stage: list[int] = field(default_factory=list)  # arena offset of an aligned copy of each input
+    call_workspace: list[tuple[int, int]] = field(default_factory=list)  # per call: (arena offset, bytes)
 
     def tensor(self, shape, dtype: str, where: str, offset: int, storage: int = -1) -> Tensor:
         t = Tensor(len(self.tensors), tuple(shape), dtype, where, offset, storage)
@@ -104,20 +107,30 @@ def _callee(value) -> str:
 class _Reader:
     def __init__(self, main: relax.Function):
         self.p = Program()
-        self.env: dict = {}  # relax Var → Tensor | ("storage", index) | tuple
-        self.constants: list[tuple[object, Tensor]] = []
+        # storages of the arena: the memory plan's, one per input (an aligned copy, for callers whose buffer is
+        # not on a 64-byte boundary; it dies with the input's last reader) and, later, each call's workspace
         self.storage_sizes: list[int] = []
         self.lifetimes: list[list[int]] = []  # per storage: [allocated at step, last used at step]
         self.step = 0
+        self.env: dict = {}  # relax Var → Tensor | ("storage", index) | tuple
+        self.constants: list[tuple[object, Tensor]] = []
+        self.call_steps: list[int] = []
         for param in main.params:
             ty = param.ty
             if not isinstance(ty, relax.TensorType) or ty.shape is None:
                 raise EmitError(f"input {param.name} is not a tensor of known shape")
             shape = _static_shape(ty.shape, f"input {param.name}")
-            t = self.p.tensor(shape, str(ty.dtype), "input", len(self.p.inputs))
+            t = self.p.tensor(shape, str(ty.dtype), "input", len(self.p.inputs),
+                              self.new_storage(aligned(int(np.prod(shape)) * tvm.runtime.DataType(str(ty.dtype)).bits
+                                                       // 8)))
             self.p.inputs.append(t)
             self.p.input_names.append(param.name)
             self.env[param] = t
+
+    def new_storage(self, size: int) -> int:
+        self.storage_sizes.append(size)
+        self.lifetimes.append([self.step, self.step])
+        return len(self.storage_sizes) - 1
 
     def constant(self, c) -> Tensor:
         for seen, t in self.constants:
@@ -149,6 +162,7 @@ class _Reader:
             for a in call.args:
                 self.use(a)
             self.p.calls.append(call)
+            self.call_steps.append(self.step)
             return
         if isinstance(value, relax.Tuple):
             self.env[var] = tuple(self.env.get(f) for f in value.fields)
@@ -184,14 +198,21 @@ class _Reader:
         if isinstance(a, Tensor) and a.storage >= 0:
             self.lifetimes[a.storage][1] = self.step
 
-    def place(self) -> None:
+    def place(self, workspace: list[int]) -> None:
         """Storages → arena offsets by lifetime (the VM frees a storage when its last tensor dies; a static arena
-        lets storages that are never alive together share bytes), then every arena tensor's absolute offset."""
+        lets storages that are never alive together share bytes), then every arena tensor's absolute offset.
+        ``workspace``: bytes each call holds on the caller's thread, alive during that call only."""
+        first_ws = len(self.storage_sizes)
+        for step, size in zip(self.call_steps, workspace, strict=True):
+            self.storage_sizes.append(aligned(size))
+            self.lifetimes.append([step, step])
         offsets, self.p.arena_bytes = pack_storages(self.storage_sizes, [tuple(t) for t in self.lifetimes])
+        self.p.input_stage = [offsets[t.storage] for t in self.p.inputs]
+        self.p.call_workspace = [(offsets[first_ws + i], self.storage_sizes[first_ws + i])
+                                 for i in range(len(workspace))]
         moved = {t.index: replace(t, offset=offsets[t.storage] + t.offset, storage=-1)
-                 for t in self.p.tensors if t.storage >= 0}
+                 for t in self.p.tensors if t.storage >= 0 and t.where == "arena"}
         self.p.tensors = [moved.get(t.index, t) for t in self.p.tensors]
-        self.p.inputs = [moved.get(t.index, t) for t in self.p.inputs]
         self.p.outputs = [moved.get(t.index, t) for t in self.p.outputs]
         self.p.calls = [Call(c.kernel, tuple(moved.get(a.index, a) if isinstance(a, Tensor) else a for a in c.args))
                         for c in self.p.calls]
@@ -209,8 +230,9 @@ class _Reader:
         return list(items)
 
 
-def read_program(mod: tvm.IRModule) -> Program:
-    """The program of ``mod["main"]`` after the pipeline's ``vm`` phase."""
+def read_program(mod: tvm.IRModule, workspace: Callable[[str], int] = lambda kernel: 0) -> Program:
+    """The program of ``mod["main"]`` after the pipeline's ``vm`` phase; ``workspace(kernel)``: the bytes of
+    workspace a call of that PrimFunc holds on the caller's thread (:mod:`.workspace`)."""
     main = mod["main"]
     reader = _Reader(main)
     for block in main.body.blocks:
@@ -219,5 +241,5 @@ def read_program(mod: tvm.IRModule) -> Program:
                 raise EmitError(f"main has a match_cast ({b.var.name}): dynamic shapes cannot become C")
             reader.bind(b.var, b.value)
     reader.p.outputs = reader.outputs(main.body.body)
-    reader.place()
+    reader.place([workspace(call.kernel) for call in reader.p.calls])
     return reader.p

@@ -3,9 +3,10 @@
 TVM turns a kernel's intermediate buffers larger than a small stack allocation into calls of
 ``TVMBackendAllocWorkspace(device, id, nbytes, ...)``, freed in reverse order, either in the kernel's body (on
 the caller's thread) or inside a parallel task (``__tvm_parallel_lambda*``, on every pool thread). The sizes are
-constants in the IR for static shapes. A standalone library reserves, for the caller's thread, the most any
-kernel (its body and the tasks it launches) holds at once, and for each worker the most one task holds; both
-counted as if every allocation of a function were live together (an upper bound). A non-constant size is an
+constants in the IR for static shapes. A standalone library reserves, for each kernel call on the caller's
+thread, what that kernel (its body and the tasks it launches) holds at once — in the activation arena, alive
+during that call only — and for each worker the most one task holds; both counted as if every allocation of a
+function were live together (an upper bound). A non-constant size is an
 error: the library would have to guess.
 """
 
@@ -25,8 +26,12 @@ _CALLEE = re.compile(r"call [^@\n]*@([\w.$]+)\(")
 
 @dataclass(frozen=True)
 class Workspace:
-    main_bytes: int  # the caller's thread
-    worker_bytes: int  # each pool thread
+    kernel_bytes: dict[str, int]  # entry symbol → what one call holds on the caller's thread
+    worker_bytes: int  # each pool thread, any kernel
+
+    @property
+    def main_bytes(self) -> int:
+        return max(self.kernel_bytes.values(), default=0)
 
 
 def _functions(ll: str) -> dict[str, str]:
@@ -70,5 +75,5 @@ def workspace_of(ll: str) -> Workspace:
             max((own[t] for t in tasks), default=0)
         return memo[name]
 
-    entry = [n for n in bodies if n.startswith("__tvm_ffi_")]
-    return Workspace(max((held(n) for n in entry), default=0), max((own[t] for t in lambdas), default=0))
+    entry = {n: held(n) for n in bodies if n.startswith("__tvm_ffi_")}
+    return Workspace(entry, max((own[t] for t in lambdas), default=0))
