@@ -282,11 +282,14 @@ def main(argv: Sequence[str] | None = None, default_out=None) -> int:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--threads", default="1,2")
     p.add_argument("--no-emulated", action="store_true", help="skip the aarch64/armv7 instruction counts")
+    p.add_argument("--parts", default="footprint,speed,aarch64,layers",
+                   help="which tables to measure (and rewrite): footprint, speed, aarch64, layers")
     p.add_argument("--out", default=str(default_out) if default_out else None)
     a = p.parse_args(argv)
     names = [m for m in a.models.split(",") if m]
     threads = [int(t) for t in a.threads.split(",")]
     archs = ["x86_64"] + ([] if a.no_emulated else ["aarch64", "armv7"])
+    parts = set(a.parts.split(",")) - ({"aarch64", "layers"} if a.no_emulated else set())
     work = Path(tempfile.mkdtemp(prefix="bnncc-standalone-bench-"))
     try:
         footprint, speed, emulated = [], [], []
@@ -296,11 +299,13 @@ def main(argv: Sequence[str] | None = None, default_out=None) -> int:
             model = _keras(name)
             mod = from_keras(model)
             x = np.random.default_rng(1).standard_normal(_input_shape(model)).astype(np.float32)
-            footprint += footprint_rows(name, model, mod, work, archs)
-            speed += speed_rows(name, mod, x, work, threads, a.repeats)
-            if not a.no_emulated:
+            if "footprint" in parts:
+                footprint += footprint_rows(name, model, mod, work, archs)
+            if "speed" in parts:
+                speed += speed_rows(name, mod, x, work, threads, a.repeats)
+            if "aarch64" in parts:
                 emulated += aarch64_rows(name, mod, x, work)
-        layers = [] if a.no_emulated else layer_insn_rows(work)
+        layers = layer_insn_rows(work) if "layers" in parts else []
         roof = measure_all(threads)
         for title, rows in (("footprint", footprint), ("speed", speed), ("aarch64", emulated), ("layers", layers)):
             if rows:
