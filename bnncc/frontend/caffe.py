@@ -476,7 +476,7 @@ def input_shapes(net, source: str, batch_size: int | None = None) -> dict[str, t
         if layer.type != "Input" or not _included(layer, 1):
             continue
         given = list(layer.input_param.shape)
-        if len(given) not in (1, len(layer.top)):
+        if given and len(given) not in (1, len(layer.top)):
             raise FrontendError(f"Input: {len(given)} shapes for {len(layer.top)} tops", file=source,
                                 layer=layer.name)
         for i, top in enumerate(layer.top):

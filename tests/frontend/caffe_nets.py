@@ -92,7 +92,7 @@ def prototxt(layers: list[L], name: str = "net", head: str = "") -> str:
 def write(layers: list[L], directory: Path, stem: str = "net", head: str = "") -> tuple[Path, Path]:
     proto, weights = directory / f"{stem}.prototxt", directory / f"{stem}.caffemodel"
     proto.write_text(prototxt(layers, stem, head))
-    weights.write_bytes(caffemodel_bytes([x for x in layers if x.blobs]))
+    weights.write_bytes(caffemodel_bytes(layers))  # every layer, as Caffe saves a net
     return proto, weights
 
 
@@ -233,8 +233,9 @@ def torch_forward(layers: list[L], x: np.ndarray, taps: dict[str, list] | None =
             if t == "Input":
                 y = torch.from_numpy(x)
             elif t == "Convolution":
+                pad = (p.get("pad_h", p.get("pad", 0)), p.get("pad_w", p.get("pad", 0)))
                 y = F.conv2d(ins[0], w[0], w[1] if len(w) > 1 else None, stride=p.get("stride", 1),
-                             padding=p.get("pad", 0), dilation=p.get("dilation", 1), groups=p.get("group", 1))
+                             padding=pad, dilation=p.get("dilation", 1), groups=p.get("group", 1))
             elif t == "BatchNorm":
                 f = 0.0 if float(w[2][0]) == 0 else 1.0 / float(w[2][0])
                 y = F.batch_norm(ins[0], w[0] * f, w[1] * f, training=False, eps=p.get("eps", 1e-5))
