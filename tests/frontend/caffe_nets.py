@@ -62,11 +62,14 @@ def caffemodel_bytes(layers: list[L]) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------- text format
+ENUMS = {"MAX", "AVE", "STOCHASTIC", "CEIL", "FLOOR", "PROD", "SUM", "TRAIN", "TEST"}  # written bare
+
+
 def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return v if v.isupper() else f'"{v}"'  # enum names are bare
+        return v if v in ENUMS else f'"{v}"'
     return repr(v)
 
 
