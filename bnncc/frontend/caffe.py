@@ -597,7 +597,8 @@ def from_caffe(prototxt: str | os.PathLike, caffemodel: str | os.PathLike | None
                        batch_size=batch_size).convert()
     except BnnccError:
         raise
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:  # a layer bnncc misread
+    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:  # TVM's type
+        # inference (RuntimeError) or a layer bnncc misread: one line, not a traceback
         text = str(e).strip().splitlines()
         raise FrontendError(f"could not import the net: {type(e).__name__}: {(text or [''])[0][:200]}",
                             file=source) from None
