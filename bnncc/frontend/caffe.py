@@ -24,13 +24,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tvm import relax
 
 from ..errors import BnnccError, FrontendError, printable
-from .base import ConverterTable, Layer, LayerBuilder, Problem, Unsupported, UnsupportedLayersError
+from . import bnn
+from .base import (
+    ConverterTable,
+    Graph,
+    Layer,
+    LayerBuilder,
+    Problem,
+    Unsupported,
+    UnsupportedLayersError,
+    check_input_shape,
+    const,
+    shape_of,
+)
 
 if TYPE_CHECKING:
     import tvm
-    from tvm import relax
 
 CAFFE = ConverterTable(kind_noun="layer type")
 converter = CAFFE.converter
@@ -60,8 +72,6 @@ class CaffeLayer:
 # ---------------------------------------------------------------------------------------------- layout helpers
 def caffe_shape(x: relax.Expr) -> tuple[int, ...]:
     """The Caffe (NCHW) shape of a value (held NHWC when 4-D)."""
-    from .base import shape_of
-
     s = shape_of(x)
     return (s[0], s[3], s[1], s[2]) if len(s) == 4 else s
 
@@ -89,16 +99,12 @@ def _through(b: LayerBuilder, x: relax.Expr, op) -> relax.Expr:
 
 
 def to_caffe_layout(b: LayerBuilder, x: relax.Expr) -> relax.Expr:
-    from tvm import relax
-
     if len(caffe_shape(x)) != 4:
         return x
     return _through(b, x, lambda v: relax.op.permute_dims(v, [0, 3, 1, 2]))
 
 
 def from_caffe_layout(b: LayerBuilder, x: relax.Expr) -> relax.Expr:
-    from tvm import relax
-
     if len(x.ty.shape) != 4:
         return x
     return b.emit(relax.op.permute_dims(x, [0, 2, 3, 1]))
@@ -106,8 +112,6 @@ def from_caffe_layout(b: LayerBuilder, x: relax.Expr) -> relax.Expr:
 
 def _reshape(b: LayerBuilder, x: relax.Expr, shape: Sequence[int]) -> relax.Expr:
     """``x`` (Caffe layout) reshaped to the Caffe shape ``shape``, held NHWC if that is 4-D."""
-    from tvm import relax
-
     y = _through(b, x, lambda v: relax.op.reshape(v, [int(d) for d in shape]))
     return from_caffe_layout(b, y) if len(shape) == 4 else y
 
@@ -173,8 +177,6 @@ def _check_conv(layer: CaffeLayer) -> None:
 
 @converter("Convolution", check=_check_conv)
 def _convolution(b: LayerBuilder, layer: CaffeLayer, x):
-    from . import bnn
-
     p = layer.param.convolution_param
     g = conv_geometry(p)
     shape = caffe_shape(x)
@@ -206,10 +208,6 @@ def _check_inner_product(layer: CaffeLayer) -> None:
 @converter("InnerProduct", check=_check_inner_product)
 def _inner_product(b: LayerBuilder, layer: CaffeLayer, x):
     """``y = x W^T + b`` over the axes from ``axis`` on, flattened in Caffe's order (C, H, W)."""
-    from tvm import relax
-
-    from . import bnn
-
     p = layer.param.inner_product_param
     shape = caffe_shape(x)
     axis = caffe_axis(p.axis, len(shape))
@@ -240,10 +238,6 @@ def _batch_norm(b: LayerBuilder, layer: CaffeLayer, x):
     """Caffe's BatchNorm: the stored mean and variance are sums scaled by blob 2 (the moving-average factor,
     1/factor, or 0 when the factor is 0); ``y = (x - mean) / sqrt(var + eps)``. No scale or shift (a Scale
     layer follows)."""
-    from tvm import relax
-
-    from .base import const
-
     shape = caffe_shape(x)
     if len(shape) < 2:
         raise Unsupported(f"input has shape {shape}; BatchNorm normalizes channel axis 1")
@@ -268,10 +262,6 @@ def _check_scale(layer: CaffeLayer) -> None:
 
 @converter("Scale", check=_check_scale)
 def _scale(b: LayerBuilder, layer: CaffeLayer, x):
-    from tvm import relax
-
-    from .base import const
-
     p = layer.param.scale_param
     shape = caffe_shape(x)
     axis = caffe_axis(p.axis, len(shape))
@@ -287,18 +277,12 @@ def _scale(b: LayerBuilder, layer: CaffeLayer, x):
 
 @converter("ReLU")
 def _relu(b: LayerBuilder, layer: CaffeLayer, x):
-    from tvm import relax
-
     slope = float(layer.param.relu_param.negative_slope)
     return b.emit(relax.op.nn.relu(x) if slope == 0 else relax.op.nn.leakyrelu(x, slope))
 
 
 @converter("PReLU")
 def _prelu(b: LayerBuilder, layer: CaffeLayer, x):
-    from tvm import relax
-
-    from .base import const
-
     shape = caffe_shape(x)
     if len(shape) < 2:
         raise Unsupported(f"input has shape {shape}; PReLU's slopes are per channel (axis 1)")
@@ -311,22 +295,16 @@ def _prelu(b: LayerBuilder, layer: CaffeLayer, x):
 
 @converter("Sigmoid")
 def _sigmoid(b: LayerBuilder, layer: CaffeLayer, x):
-    from tvm import relax
-
     return b.emit(relax.op.sigmoid(x))
 
 
 @converter("TanH")
 def _tanh(b: LayerBuilder, layer: CaffeLayer, x):
-    from tvm import relax
-
     return b.emit(relax.op.tanh(x))
 
 
 @converter(*SIGN_LAYERS)
 def _binary_active(b: LayerBuilder, layer: CaffeLayer, x):
-    from . import bnn
-
     return bnn.sign(b, x)
 
 
@@ -344,10 +322,6 @@ def _check_eltwise(layer: CaffeLayer) -> None:
 
 @converter("Eltwise", check=_check_eltwise, variadic=True)
 def _eltwise(b: LayerBuilder, layer: CaffeLayer, *xs):
-    from tvm import relax
-
-    from .base import const
-
     p = layer.param.eltwise_param
     if len(xs) < 2:
         raise Unsupported(f"Eltwise needs at least 2 bottoms, got {len(xs)}")
@@ -366,8 +340,6 @@ def _eltwise(b: LayerBuilder, layer: CaffeLayer, *xs):
 
 @converter("Concat", variadic=True)
 def _concat(b: LayerBuilder, layer: CaffeLayer, *xs):
-    from tvm import relax
-
     p = layer.param.concat_param
     shapes = [caffe_shape(x) for x in xs]
     rank = len(shapes[0])
@@ -380,8 +352,6 @@ def _concat(b: LayerBuilder, layer: CaffeLayer, *xs):
 
 @converter("Softmax")
 def _softmax(b: LayerBuilder, layer: CaffeLayer, x):
-    from tvm import relax
-
     rank = len(caffe_shape(x))
     axis = caffe_axis(int(layer.param.softmax_param.axis), rank)
     return b.emit(relax.op.nn.softmax(x, axis=relax_axis(axis, rank)))
@@ -410,9 +380,6 @@ def _check_pooling(layer: CaffeLayer) -> None:
 def _pooling(b: LayerBuilder, layer: CaffeLayer, x):
     """Caffe's pooling (:mod:`.caffe_pooling`): explicit padding that makes every window whole (-inf for MAX,
     0 for AVE), then Caffe's divisor for AVE where it is not the kernel's area."""
-    from tvm import relax
-
-    from .base import const
     from .caffe_pooling import pool_geometry
 
     shape = caffe_shape(x)
@@ -441,8 +408,6 @@ def _included(layer, phase: int) -> bool:
 
 
 def _dims(dims: Sequence[int], name: str, source: str, batch_size: int | None) -> tuple[int, ...]:
-    from .base import check_input_shape
-
     shape = [int(d) for d in dims]
     if not shape:
         raise FrontendError(f"input {name!r} has no shape: bnncc compiles static shapes (give input_param "
@@ -498,8 +463,6 @@ def sibling_prototxt(caffemodel: str) -> str:
 class _Import:
     def __init__(self, net, weights, *, source: str, weights_file: str | None, bits: int,
                  batch_size: int | None):
-        from .base import Graph
-
         self.net, self.source = net, source
         self.weights_file = weights_file
         self.layers = [x for x in net.layer if _included(x, 1)]
@@ -529,10 +492,7 @@ class _Import:
                                     layer=x.name)
 
     def convert(self) -> tvm.IRModule:
-        from tvm import relax
-
         from ..provenance import SOURCE_LAYERS_ATTR
-        from .base import Graph
 
         self.check()
         params = [Graph.input(_var_name(n), s) for n, s in self.inputs.items()]
