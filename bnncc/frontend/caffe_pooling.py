@@ -27,7 +27,13 @@ class PoolGeometry:
     padding: tuple[int, int, int, int]  # top, left, bottom, right: every window whole inside
     out: tuple[int, int]
     crop: tuple[int, int]  # the input rows/columns any window reads (fewer than the input with FLOOR rounding)
-    divisor: np.ndarray  # [out_h, out_w]: Caffe's AVE divisor
+    last_divisor: tuple[int, int]  # Caffe's AVE divisor of the last row / column of windows (the others: kernel)
+
+    def divisor(self, axis: int) -> np.ndarray:
+        """The AVE divisor of each output row (axis 0) or column (axis 1)."""
+        d = np.full(self.out[axis], self.kernel[axis], np.float64)
+        d[-1] = self.last_divisor[axis]
+        return d
 
 
 def _hw(p, name: str, default: int | None) -> tuple[int, int] | None:
@@ -72,8 +78,10 @@ def check_pooling(p) -> None:
         raise Unsupported(f"pad {pad} must be smaller than the kernel {kernel}")
 
 
-def _axis(size: int, k: int, s: int, pad: int, ceil: bool, name: str) -> tuple[int, int, int, np.ndarray]:
-    """(output size, padding after, input kept, divisors) along one axis."""
+def _axis(size: int, k: int, s: int, pad: int, ceil: bool, name: str) -> tuple[int, int, int, int]:
+    """(output size, padding after, input kept, AVE divisor of the last window) along one axis. Only the last
+    window can run past ``size + pad`` (ceil and floor rounding differ by one window), so every other divisor is
+    ``k``: nothing here is sized by the (file-given) geometry."""
     span = size + 2 * pad - k
     if span < 0:
         raise Unsupported(f"the kernel ({k}) is larger than the padded input {name} ({size + 2 * pad})")
@@ -84,9 +92,8 @@ def _axis(size: int, k: int, s: int, pad: int, ceil: bool, name: str) -> tuple[i
         raise Unsupported(f"with stride {s} the last pooling window along {name} starts past the input "
                           f"({size}): Caffe pools nothing there (round_mode: FLOOR, or a padding, avoids it)")
     after = (out - 1) * s + k - size - pad
-    start = np.arange(out) * s - pad
-    divisor = np.minimum(start + k, size + pad) - start
-    return out, max(after, 0), size + min(after, 0), divisor
+    last = (out - 1) * s - pad
+    return out, max(after, 0), size + min(after, 0), min(last + k, size + pad) - last
 
 
 def pool_geometry(p, h: int, w: int) -> PoolGeometry:
@@ -98,6 +105,5 @@ def pool_geometry(p, h: int, w: int) -> PoolGeometry:
         kernel, stride, pad = _hw(p, "kernel_size", None), _hw(p, "stride", 1), _pad(p)
     ceil = p.round_mode == p.CEIL
     oh, bottom, ch, dh = _axis(h, kernel[0], stride[0], pad[0], ceil, "H")
-    ow, right, cw, dw = _axis(w, kernel[1], stride[1], pad[1], ceil, "W")
-    return PoolGeometry(kernel, stride, (pad[0], pad[1], bottom, right), (oh, ow), (ch, cw),
-                        np.outer(dh, dw).astype(np.float64))
+    ow, right, cw, dw = _axis(w, kernel[1], stride[1], pad[1], ceil, "W")  # dh, dw: the last windows' divisors
+    return PoolGeometry(kernel, stride, (pad[0], pad[1], bottom, right), (oh, ow), (ch, cw), (dh, dw))

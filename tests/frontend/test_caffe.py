@@ -305,3 +305,42 @@ def test_weights_that_do_not_match_the_net(tmp_path):
     with pytest.raises(FrontendError, match=r"layer 'conv1'.*blob 0 in net.caffemodel has shape \(4, 2, 3, 3\), "
                                             r"the layer needs \(4, 3, 3, 3\)"):
         from_caffe(proto)
+
+
+@pytest.mark.parametrize("layer, params", [
+    ("conv", {"num_output": 2, "kernel_size": 3, "pad": 1000000000}),
+    ("pool", {"pool": "AVE", "kernel_size": 1000000001, "pad": 1000000000}),
+])
+def test_a_huge_padding_is_refused_before_anything_is_allocated(tmp_path, layer, params):
+    """A pad of 10^9 (a damaged or hostile file) would make 10^18-element tensors (numpy's pad-correction and
+    divisor tables, then TVM's buffers): refused naming the layer."""
+    kind, key = ("Convolution", "convolution_param") if layer == "conv" else ("Pooling", "pooling_param")
+    blobs = [np.ones((2, 3, 3, 3), np.float32), np.zeros(2, np.float32)] if layer == "conv" else []
+    layers = [cn.input_layer((1, 3, 8, 8)), L(layer, kind, ["data"], [layer], {key: params}, blobs)]
+    proto, _ = cn.write(layers, tmp_path)
+    with pytest.raises(FrontendError, match=rf"layer '{layer}'.*padded input would have shape .*more than"):
+        from_caffe(proto)
+
+
+_NUMBER = re.compile(r"(?<=: )-?\d+(\.\d+)?")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(
+    [0, 1, 2, 3, 7, -1, -2, 100, 2**31, 2**32 - 1, 10**9])), min_size=1, max_size=3))
+def test_mutated_nets_import_or_fail_in_one_line(tmp_path, edits):
+    """The layer zoo with some of its numbers (kernel, stride, pad, group, num_output, axis, shapes, coeff, ...)
+    replaced by 0, negative, huge values: bnncc imports it or refuses it with one FrontendError line (found: a
+    huge pad made numpy allocate exabytes)."""
+    layers, head = _layer_zoo()
+    text = cn.prototxt(layers, head=head)
+    for at, value in edits:
+        spans = list(_NUMBER.finditer(text))
+        m = spans[at % len(spans)]
+        text = text[:m.start()] + str(value) + text[m.end():]
+    (tmp_path / "net.prototxt").write_text(text)
+    (tmp_path / "net.caffemodel").write_bytes(cn.caffemodel_bytes(layers))
+    try:
+        from_caffe(tmp_path / "net.prototxt")
+    except FrontendError as e:
+        assert "\n" not in str(e)
