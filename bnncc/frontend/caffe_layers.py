@@ -190,23 +190,26 @@ def _check_inner_product(layer: CaffeLayer) -> None:
 
 @converter("InnerProduct", check=_check_inner_product)
 def _inner_product(b: LayerBuilder, layer: CaffeLayer, x):
-    """``y = x W^T + b`` over the axes from ``axis`` on, flattened in Caffe's order (C, H, W)."""
+    """``y = x W^T + b`` over the axes from ``axis`` on, flattened in Caffe's order (C, H, W); the axes before
+    ``axis`` are kept (output shape ``shape[:axis] + (num_output,)``)."""
     p = layer.param.inner_product_param
     shape = caffe_shape(x)
     axis = caffe_axis(p.axis, len(shape))
-    if axis != 1 and not (axis == 0 and len(shape) == 1):
-        raise Unsupported(f"axis {p.axis}: only axis 1 (a batch of vectors) is supported")
-    n, k = int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis:], dtype=np.int64))
+    m, k = int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis:], dtype=np.int64))
     out = int(p.num_output)
     weight = layer.blob(0, (k, out) if p.transpose else (out, k))
     kernel = weight if p.transpose else weight.T  # [in, out]
     bias = layer.blob(1, (out,)) if p.bias_term else None
-    if len(shape) == 4:  # flatten the NHWC value as it is held; the kernel's rows follow it (C, H, W → H, W, C)
+    if len(shape) == 4 and axis == 1:  # flatten the NHWC value as it is held; the kernel's rows follow it
         _, c, h, w = shape
         kernel = kernel.reshape(c, h, w, out).transpose(1, 2, 0, 3).reshape(k, out)
-    x2 = _through(b, x, lambda v: relax.op.reshape(v, [n, k])) if tuple(shape) != (n, k) else x
+    else:
+        x = to_caffe_layout(b, x)
+    x2 = _through(b, x, lambda v: relax.op.reshape(v, [m, k])) if tuple(shape) != (m, k) else x
     found = bnn.binary_kernel(kernel)
-    return bnn.dense(b, x2, np.ascontiguousarray(kernel), alpha=None if found is None else found[1], bias=bias)
+    y = bnn.dense(b, x2, np.ascontiguousarray(kernel), alpha=None if found is None else found[1], bias=bias)
+    new = (*shape[:axis], out)
+    return y if new == (m, out) else _reshape(b, y, new)
 
 
 def _check_batch_norm(layer: CaffeLayer) -> None:

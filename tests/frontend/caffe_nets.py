@@ -243,7 +243,10 @@ def torch_forward(layers: list[L], x: np.ndarray, taps: dict[str, list] | None =
                 f = 0.0 if float(w[2][0]) == 0 else 1.0 / float(w[2][0])
                 y = F.batch_norm(ins[0], w[0] * f, w[1] * f, training=False, eps=p.get("eps", 1e-5))
             elif t == "Scale":
-                shape = [1, -1] + [1] * (ins[0].dim() - 2)
+                axis = p.get("axis", 1)
+                shape = [1] * axis + list(w[0].shape) + [1] * (ins[0].dim() - axis - w[0].dim())
+                if p.get("num_axes") == 0:
+                    shape = [1] * ins[0].dim()
                 y = ins[0] * w[0].reshape(shape) + (w[1].reshape(shape) if len(w) > 1 else 0)
             elif t == "ReLU":
                 y = F.leaky_relu(ins[0], p.get("negative_slope", 0.0))
@@ -262,7 +265,8 @@ def torch_forward(layers: list[L], x: np.ndarray, taps: dict[str, list] | None =
                 for c, v in zip(coeff[1:], ins[1:], strict=True):
                     y = y + c * v if op == "SUM" else (y * v if op == "PROD" else torch.maximum(y, v))
             elif t == "InnerProduct":
-                y = F.linear(ins[0].flatten(1), w[0], w[1] if len(w) > 1 else None)
+                weight = w[0].T if p.get("transpose") else w[0]
+                y = F.linear(ins[0].flatten(p.get("axis", 1)), weight, w[1] if len(w) > 1 else None)
             elif t == "Concat":
                 y = torch.cat(ins, dim=p.get("axis", 1))
             elif t == "Softmax":

@@ -122,6 +122,34 @@ def _small_net() -> list[L]:
     return n.layers
 
 
+def test_axis_parameters_match_pytorch(tmp_path):
+    """Layers on other axes than the channels: Concat along H, a Scale over (H, W) and a scalar one, Flatten
+    of H and W, Softmax along an inner axis, InnerProduct with axis 2 and with a transposed weight."""
+    rng = np.random.default_rng(9)
+    c, h, w = 4, 5, 6
+    layers = [cn.input_layer((2, c, h, w)),
+              L("cat", "Concat", ["data", "data"], ["cat"], {"concat_param": {"axis": 2}}),
+              L("scale_hw", "Scale", ["cat"], ["cat"], {"scale_param": {"axis": 2, "num_axes": 2}},
+                [rng.standard_normal((2 * h, w)).astype(np.float32)]),
+              L("scale_all", "Scale", ["cat"], ["scaled"], {"scale_param": {"num_axes": 0, "bias_term": True}},
+                [np.array(1.5, np.float32), np.array(-0.25, np.float32)]),
+              L("flat", "Flatten", ["scaled"], ["flat"], {"flatten_param": {"axis": 2}}),
+              L("soft", "Softmax", ["flat"], ["soft"], {"softmax_param": {"axis": 2}}),
+              L("ip_axis2", "InnerProduct", ["soft"], ["ip_axis2"], {"inner_product_param": {"num_output": 3,
+                                                                                             "axis": 2}},
+                [rng.standard_normal((3, 2 * h * w)).astype(np.float32), rng.standard_normal(3).astype(np.float32)]),
+              L("ip_t", "InnerProduct", ["data"], ["ip_t"], {"inner_product_param": {"num_output": 5,
+                                                                                      "transpose": True}},
+                [rng.standard_normal((c * h * w, 5)).astype(np.float32), rng.standard_normal(5).astype(np.float32)])]
+    x = _x((2, c, h, w), 10)
+    _, got = _run(layers, tmp_path, x)
+    want = cn.torch_forward(layers, x)
+    assert cn.outputs(layers) == ["ip_axis2", "ip_t"]
+    for g, name in zip(got, ["ip_axis2", "ip_t"], strict=True):
+        assert g.shape == want[name].shape
+        np.testing.assert_allclose(g, want[name], rtol=1e-5, atol=1e-5)
+
+
 def test_batch_size_replaces_the_nets_batch(tmp_path):
     layers = _small_net()
     proto, _ = cn.write(layers, tmp_path)
