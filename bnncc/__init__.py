@@ -3,7 +3,9 @@
     import bnncc
     mod = bnncc.from_keras(keras_model)          # Relax IRModule with bnncc's binary ops
     mod = bnncc.from_onnx("model.onnx")          # ONNX (e.g. a PyTorch BNN): binary layers recognised
-    exe = bnncc.compile("model.onnx")            # any model file (.h5/.keras/SavedModel, .onnx, .tflite)
+    mod = bnncc.from_caffe("net.prototxt")       # Caffe (+ net.caffemodel beside it): binary layers too
+    exe = bnncc.compile("model.onnx")            # any model file (.h5/.keras/SavedModel, .onnx, .tflite,
+                                                 # .prototxt/.caffemodel)
     exe = bnncc.compile(keras_model, target="host")
     y = exe(x)                                   # numpy in, numpy out
     exe.export_library("model.so")
@@ -33,8 +35,8 @@ _lazy, __getattr__, __dir__ = lazy_exports(__name__, {
     ".runtime": ("Executable", "load"),
     ".targets": ("get_target", "target_names"),
 })
-__all__ = ["BnnccError", "FrontendError", "OpError", "TargetError", "__version__", "compile", "from_keras", "from_onnx",
-           "from_tflite", *_lazy]
+__all__ = ["BnnccError", "FrontendError", "OpError", "TargetError", "__version__", "compile", "from_caffe",
+           "from_keras", "from_onnx", "from_tflite", *_lazy]
 
 
 def from_keras(model: Any, *, batch_size: int = 1, bits: int = 32, trust_model: bool = False):
@@ -64,6 +66,18 @@ def from_onnx(model: Any, *, batch_size: int | None = None, bits: int = 32):
     return _from_onnx(model, bits=bits, batch_size=batch_size)
 
 
+def from_caffe(prototxt: str | os.PathLike, caffemodel: str | os.PathLike | None = None, *,
+               batch_size: int | None = None, bits: int = 32):
+    """Import a Caffe net into Relax: its ``.prototxt`` and trained ``.caffemodel`` (default: the one with the
+    same stem beside the prototxt). ``BinaryActive`` layers and convolutions / inner products with ±α weights per
+    output channel become bnncc's binary ops. Inputs and outputs are NCHW, as in Caffe; ``batch_size`` replaces
+    the net's batch; ``bits`` is the packed word size (16, 32 or 64).
+    """
+    from .frontend.caffe import from_caffe as _from_caffe
+
+    return _from_caffe(prototxt, caffemodel, bits=bits, batch_size=batch_size)
+
+
 def from_tflite(model: Any):
     """Import a ``.tflite`` file (path, or a ``tflite.Model``) into Relax: a Larq Compute Engine model's
     ``LceQuantize``/``LceBconv2d``/``LceBMaxPool2d``/``LceDequantize`` as bnncc's binary ops (32-bit words, as
@@ -79,8 +93,8 @@ def compile(model: Any, target: str = "host", *, batch_size: int = 1, bits: int 
     returns an :class:`~bnncc.runtime.Executable`.
 
     A file's frontend is picked by its type (:func:`bnncc.frontend.formats.model_format`): .h5/.keras/SavedModel
-    directory → Keras, .onnx → ONNX, .tflite → TFLite/LCE; .prototxt/.caffemodel are refused as not yet
-    supported.
+    directory → Keras, .onnx → ONNX, .tflite → TFLite/LCE, .prototxt or .caffemodel → Caffe (the other file of
+    the pair beside it, same stem).
 
     ``bits`` defaults to the target's word size (16 on aarch64, 32 on x86); ``build_options`` go to
     :func:`bnncc.pipeline.build` (``tuning_log``, ``name``, ``dump_ir``); ``trust_model`` as :func:`from_keras`.

@@ -71,7 +71,9 @@ def cmd_compile(args) -> int:
     else:
         check_writable(args.output)
     if Path(args.model).exists():
-        check_not_input(args.output, [args.model])
+        from .frontend.formats import model_files
+
+        check_not_input(args.output, model_files(args.model))  # a Caffe net: both of its files
     if args.tuning_log:
         check_log_dir(args.tuning_log)
     _check_model_arg(args.model, args.trust_model)
@@ -100,8 +102,9 @@ def cmd_compile(args) -> int:
         stats, size = exe.stats, out.stat().st_size
         _say(f"bnncc: wrote {out} for {exe.target.name} ({exe.target.description}) in "
              f"{time.perf_counter() - t0:.1f} s")
-    ref_size = Path(path).stat().st_size if path and Path(path).is_file() else _float_size(model)
-    what = f"the {Path(path).suffix} file" if path and Path(path).is_file() else "float32 weights"
+    files = _model_files(path)
+    ref_size = sum(f.stat().st_size for f in files) if files else _float_size(model)
+    what = f"the {' + '.join(f.suffix for f in files)} file{'s' * (len(files) > 1)}" if files else "float32 weights"
     _say(f"  binary ops: {stats['binary_ops']}  float ops: {stats['float_ops']}  "
          f"packed between binary layers: {stats['packed_outputs']}")
     _say(f"  size: {_size(size)} (vs {_size(ref_size)} of {what}: {ref_size / size:.1f}x smaller)")
@@ -113,6 +116,15 @@ def cmd_compile(args) -> int:
 
     _say(f"  {describe_tuning(stats)}")
     return 0
+
+
+def _model_files(path: str | None) -> list[Path]:
+    """The model's files (a Caffe net's two), or none for a zoo model or a SavedModel directory."""
+    if not path or not Path(path).is_file():
+        return []
+    from .frontend.formats import model_files
+
+    return [Path(f) for f in model_files(path)]
 
 
 def _check_library(path: str, rpc: bool) -> None:
@@ -332,9 +344,11 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bnncc", description="Compile Binarized Neural Networks with TVM.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("compile", help="compile a Keras/Larq or ONNX model, or a zoo model, into one shared library")
+    c = sub.add_parser("compile", help="compile a Keras/Larq, ONNX, TFLite or Caffe model, or a zoo model, into one "
+                                       "shared library (or a runtime-free C library)")
     c.add_argument("model", help="a .h5/.keras file, a SavedModel directory, a .onnx file (e.g. exported from "
-                                 "PyTorch), or a zoo name (bnncc models); the file type picks the frontend")
+                                 "PyTorch), a .tflite file, a Caffe .prototxt (its .caffemodel beside it, same stem) "
+                                 "or .caffemodel, or a zoo name (bnncc models); the file type picks the frontend")
     c.add_argument("-o", "--output", required=True,
                    help="the shared library to write (.so), or with --emit c-library the directory to write")
     c.add_argument("--emit", choices=("shared-library", "c-library"), default="shared-library",
@@ -345,7 +359,7 @@ def parser() -> argparse.ArgumentParser:
                         "static workspace is sized for them")
     c.add_argument("--target", default="host", choices=target_names())
     c.add_argument("--batch", type=_positive, default=1,
-                   help="batch size (of an ONNX model: if its batch is dynamic)")
+                   help="batch size (of an ONNX model: if its batch is dynamic; of a Caffe net: replaces its batch)")
     c.add_argument("--trust-model", action="store_true", help=_TRUST_HELP)
     c.add_argument("--bits", type=int, choices=(16, 32, 64),
                    help="packed word size (default: the target's, 16 on aarch64, 32 on x86)")

@@ -19,7 +19,7 @@ def check_model_arg(spec: str, trust_model: bool) -> None:
     """A model argument is a Keras file bnncc can read (kind by content, no code-carrying layers unless
     trusted) or a zoo name: checked before TensorFlow is imported."""
     if Path(spec).exists():
-        if non_keras_file(spec):  # ONNX/TFLite carry no code; their frontends check their own files
+        if non_keras_file(spec):  # ONNX/TFLite/Caffe carry no code; their frontends check their files
             return
         from .frontend.model_config import check_model_file
 

@@ -17,7 +17,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q -e ".[keras,test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e ".[keras,test,caffe]" 2>&1 | grep -v "^WARNING: Location" || true
 # Second step: see the note on the onnx extra in pyproject.toml (pip reports the ml-dtypes clash; it is known).
 .venv/bin/python -m pip install -q -e ".[onnx,torch,plot,fuzz,bench]" 2>&1 | grep -v -E "^WARNING: Location|ml-dtypes|dependency resolver" || true
 TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python -c "import bnncc, tvm, larq, onnxruntime, torch; print('setup: bnncc', bnncc.__version__, 'tvm', tvm.__version__)"

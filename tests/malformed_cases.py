@@ -291,5 +291,66 @@ def _savedmodel(case: Path, metadata: bytes) -> None:
     (case / "sm" / "keras_metadata.pb").write_bytes(metadata)
 
 
+PROTO, WEIGHTS = "net.prototxt", "net.caffemodel"
+GOOD_PROTO = _copy("tiny.prototxt", PROTO)
+
+
+def _pair(stem: str) -> Make:
+    return _all(_copy(f"{stem}.prototxt", PROTO), _copy(f"{stem}.caffemodel", WEIGHTS))
+
+
+def caffe_cases() -> list[Case]:
+    """A Caffe net's two files (tests/model_files.py:caffe): each broken, missing, or not fitting the other."""
+    def weights(edit: Callable[[bytes], bytes]) -> Make:
+        return _all(GOOD_PROTO, _bytes(WEIGHTS, edit, "tiny.caffemodel"))
+
+    def proto(edit: Callable[[bytes], bytes]) -> Make:
+        return _all(_bytes(PROTO, edit, "tiny.prototxt"), _copy("tiny.caffemodel", WEIGHTS))
+
+    cases = []
+    for n in (0, 1, 7, 64, 500, 0.25, 0.5, 0.9, -9, -1):
+        cut = _fraction(n) if isinstance(n, float) else _truncated(n)
+        cases.append(Case(f"caffemodel-truncated-{n}", weights(cut), _compile(PROTO), WEIGHTS, [COMPILE_OUT]))
+    for n in (0, 30, 0.5, -3):
+        cut = _fraction(n) if isinstance(n, float) else _truncated(n)
+        cases.append(Case(f"prototxt-truncated-{n}", proto(cut), _compile(PROTO), PROTO, [COMPILE_OUT]))
+    cases += [
+        Case("caffemodel-zeros", weights(lambda d: bytes(len(d))), _compile(PROTO), WEIGHTS, [COMPILE_OUT]),
+        Case("caffemodel-random", weights(lambda d: np.random.default_rng(11).bytes(len(d))), _compile(PROTO),
+             WEIGHTS, [COMPILE_OUT]),
+        Case("caffemodel-wrong-magic", weights(lambda d: b"\x89HDF\r\n\x1a\n" + d[8:]), _compile(PROTO), WEIGHTS,
+             [COMPILE_OUT]),
+        Case("caffemodel-is-the-prototxt", _all(GOOD_PROTO, _copy("tiny.prototxt", WEIGHTS)), _compile(PROTO),
+             "net.caffemodel: not a Caffe .caffemodel", [COMPILE_OUT]),
+        Case("caffemodel-is-an-h5", _all(GOOD_PROTO, _copy("tiny.h5", WEIGHTS)), _compile(PROTO), WEIGHTS,
+             [COMPILE_OUT]),
+        Case("caffemodel-directory", lambda m, c: (GOOD_PROTO(m, c), (c / WEIGHTS).mkdir()), _compile(PROTO),
+             "net.caffemodel: is a directory", [COMPILE_OUT]),
+        Case("caffemodel-missing", GOOD_PROTO, _compile(PROTO), "net.caffemodel beside it, which does not exist",
+             [COMPILE_OUT]),
+        Case("prototxt-missing", _copy("tiny.caffemodel", WEIGHTS), _compile(WEIGHTS),
+             "net.prototxt beside it, which does not exist", [COMPILE_OUT]),
+        Case("prototxt-syntax-error", proto(lambda d: d.replace(b"}", b"", 1)), _compile(PROTO),
+             "not a valid Caffe .prototxt", [COMPILE_OUT]),
+        Case("prototxt-binary", proto(lambda d: np.random.default_rng(12).bytes(len(d))), _compile(PROTO),
+             "net.prototxt: not a", [COMPILE_OUT]),
+        Case("prototxt-is-the-caffemodel", _all(_copy("tiny.caffemodel", PROTO), _copy("tiny.caffemodel", WEIGHTS)),
+             _compile(PROTO), "net.prototxt: not a", [COMPILE_OUT]),
+        Case("prototxt-misspelt-parameter", proto(lambda d: d.replace(b"kernel_size", b"kernal_size", 1)),
+             _compile(PROTO), "unknown parameter", [COMPILE_OUT]),
+        Case("caffe-via-the-caffemodel", _pair("caffe_mismatch"), _compile(WEIGHTS), "the layer needs (6, 8, 3, 3)",
+             [COMPILE_OUT]),
+        Case("caffe-output-is-the-weights", _pair("tiny"), ["compile", PROTO, "-o", WEIGHTS], "is also an input"),
+    ]
+    for stem, phrase in [("caffe_mismatch", "layer 'conv1': Convolution: blob 0 in net.caffemodel has shape"),
+                         ("caffe_missing", "need trained blobs that net.caffemodel does not hold: 'bconv'"),
+                         ("caffe_nan", "NaN or infinite"),
+                         ("caffe_unsupported", "2 layers cannot be imported: layer 'norm': LRN"),
+                         ("caffe_dynamic", "has a dynamic shape (1, 8, -1, 8)"),
+                         ("caffe_noshape", "input 'data' has no shape"), ("caffe_v1", "V1 'layers' format")]:
+        cases.append(Case(f"model-{stem}", _pair(stem), _compile(PROTO), phrase, [COMPILE_OUT]))
+    return cases
+
+
 def all_cases() -> list[Case]:
-    return [*library_cases(), *input_cases(), *argument_cases(), *model_cases()]
+    return [*library_cases(), *input_cases(), *argument_cases(), *model_cases(), *caffe_cases()]

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 LAMBDA_MARKER = "LAMBDA_RAN"
 TINY_SHAPE = (1, 8, 8, 8)
 
@@ -39,9 +41,45 @@ def _lambda_model(keras):
     return keras.Model(i, keras.layers.Dense(2, name="head")(y))
 
 
+def caffe(out: Path) -> None:
+    """A small binary Caffe net (tiny.prototxt + tiny.caffemodel) and nets whose files do not fit, each a pair
+    caffe_<what>.prototxt + .caffemodel."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "frontend"))
+    import caffe_nets as cn
+
+    def tiny(out_channels: int = 8):
+        n = cn.Net((1, 8, 8, 8), seed=0)
+        x = n.bn_scale("bn", n.conv("conv1", "data", out_channels, 3, pad=1))
+        y = n.conv("bconv", n.sign("sign", x), 8, 3, pad=1, bias=False, binary=True)
+        n.fc("head", n.pool("pool", y, "MAX", k=2, stride=2), 3, 8 * 4 * 4)
+        return n.layers
+
+    good = tiny()
+    cn.write(good, out, "tiny")
+    weights = cn.caffemodel_bytes(good)
+    cn.write(tiny(6), out, "caffe_mismatch")  # conv1 of 6 outputs: tiny's 8-output blobs do not fit
+    (out / "caffe_mismatch.caffemodel").write_bytes(weights)
+    cn.write(good, out, "caffe_missing")  # the weights of every layer but bconv
+    (out / "caffe_missing.caffemodel").write_bytes(cn.caffemodel_bytes([x for x in good if x.name != "bconv"]))
+    nan = tiny()
+    nan[1].blobs[0][0, 0, 0, 0] = np.nan
+    cn.write(nan, out, "caffe_nan")
+    extra = [cn.L("norm", "LRN", ["data"], ["norm"], {"lrn_param": {"local_size": 5}}),
+             cn.L("up", "Deconvolution", ["norm"], ["up"], {"convolution_param": {"num_output": 2, "kernel_size": 2}})]
+    cn.write([*good, *extra], out, "caffe_unsupported")
+    for name, shape in (("dynamic", "dim: 1 dim: 8 dim: -1 dim: 8"), ("noshape", "")):
+        text = cn.prototxt(good[1:], head=f'input: "data"\ninput_shape {{ {shape} }}\n')
+        (out / f"caffe_{name}.prototxt").write_text(text)
+        (out / f"caffe_{name}.caffemodel").write_bytes(weights)
+    (out / "caffe_v1.prototxt").write_text('name: "old"\ninput: "data"\nlayers { name: "r" type: RELU bottom: "data" '
+                                           'top: "data" }\n')
+    (out / "caffe_v1.caffemodel").write_bytes(weights)
+
+
 def make(out: Path) -> None:
     from bnncc._tf import keras, lq
 
+    caffe(out)
     tiny = _tiny(keras, lq)
     tiny.save(out / "tiny.h5")
     tiny.save(out / "tiny.keras")

@@ -365,10 +365,12 @@ def test_onnx_dynamic_input_shape(onnx_files, tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".prototxt", ".caffemodel"])
-def test_formats_not_yet_supported(tmp_path, suffix):
+def test_caffe_file_without_its_pair(tmp_path, suffix):
+    """A Caffe net is two files: either one names the other (same stem), and a missing one is one line."""
     (tmp_path / f"m{suffix}").write_bytes(b"\0" * 16)
+    other = "m.caffemodel" if suffix == ".prototxt" else "m.prototxt"
     line = clean_error(bnncc("compile", f"m{suffix}", "-o", "m.so", cwd=tmp_path))
-    assert f"m{suffix}" in line and "not yet supported" in line and ".onnx" in line
+    assert f"m{suffix}" in line and f"{other} beside it, which does not exist" in line
 
 
 def test_compile_lce_tflite_matches_lce(tmp_path):

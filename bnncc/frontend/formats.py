@@ -13,15 +13,14 @@ if TYPE_CHECKING:
     import tvm
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
-# Formats of issue 11 that bnncc recognises by name but cannot read yet: a clear error rather than a parse failure.
-NOT_YET = {".prototxt": "Caffe .prototxt + .caffemodel", ".caffemodel": "Caffe .prototxt + .caffemodel"}
+CAFFE_SUFFIXES = (".prototxt", ".caffemodel")
 READS = (".h5/.keras/SavedModel directory (Keras/Larq), .onnx (ONNX, e.g. exported from PyTorch), .tflite "
-         "(TFLite, LCE ops included)")
+         "(TFLite, LCE ops included), .prototxt + .caffemodel (Caffe)")
 
 
 def model_format(path: str | os.PathLike) -> str:
-    """``"keras"``, ``"onnx"`` or ``"tflite"`` for a model file bnncc reads; a FrontendError naming the file
-    otherwise."""
+    """``"keras"``, ``"onnx"``, ``"tflite"`` or ``"caffe"`` for a model file bnncc reads; a FrontendError naming
+    the file otherwise."""
     p = Path(os.fspath(path))
     suffix = p.suffix.lower()
     if p.is_dir():
@@ -32,9 +31,31 @@ def model_format(path: str | os.PathLike) -> str:
         return "keras"
     if suffix in (".onnx", ".tflite"):
         return suffix[1:]
-    if suffix in NOT_YET:
-        raise FrontendError(f"{NOT_YET[suffix]} models are not yet supported; bnncc reads {READS}", file=str(p))
+    if suffix in CAFFE_SUFFIXES:
+        return "caffe"
     raise FrontendError(f"unknown model file type {suffix or '(no suffix)'!r}; bnncc reads {READS}", file=str(p))
+
+
+def caffe_pair(path: str | os.PathLike) -> tuple[str, str]:
+    """(prototxt, caffemodel) of a Caffe net given by either file: the other one has the same stem beside it.
+    A FrontendError naming the missing file if it is not there."""
+    p = Path(os.fspath(path))
+    proto, weights = p.with_suffix(".prototxt"), p.with_suffix(".caffemodel")
+    given, other = (proto, weights) if p.suffix.lower() == ".prototxt" else (weights, proto)
+    if not given.exists():
+        raise FrontendError("no such file", file=str(given))
+    if not other.exists():
+        what = "its trained weights" if other is weights else "the net (its layers)"
+        raise FrontendError(f"a Caffe net is a .prototxt and a .caffemodel: {what} should be {other.name} "
+                            "beside it, which does not exist", file=str(given))
+    return str(proto), str(weights)
+
+
+def model_files(path: str | os.PathLike) -> list[str]:
+    """The files a model path stands for (a Caffe net's two; a file or directory otherwise)."""
+    if model_format(path) == "caffe":
+        return list(caffe_pair(path))
+    return [os.fspath(path)]
 
 
 def is_onnx_model(model: Any) -> bool:
@@ -64,6 +85,11 @@ def import_model(model: Any, *, batch_size: int | None = 1, bits: int = 32, trus
         from .tflite import from_tflite
 
         return from_tflite(path)
+    if fmt == "caffe":  # Caffe nets reshape to any batch: ``batch_size`` replaces the file's
+        from .caffe import from_caffe
+
+        proto, weights = caffe_pair(path)
+        return from_caffe(proto, weights, bits=bits, batch_size=batch_size)
     from .keras import from_keras, load_keras
 
     return from_keras(load_keras(path, trust_model=trust_model), batch_size=batch_size or 1, bits=bits, source=path)

@@ -273,14 +273,6 @@ def test_compile_picks_the_onnx_frontend_by_file_type(exported):
     assert _rel_err(bnncc.compile(onnx.load(str(path)))(x), _ort(path, x)) < 1e-4  # a ModelProto too
 
 
-@pytest.mark.parametrize("suffix", [".prototxt", ".caffemodel"])
-def test_formats_not_yet_supported_are_refused_clearly(tmp_path, suffix):
-    path = tmp_path / f"model{suffix}"
-    path.write_bytes(b"\0" * 64)
-    with pytest.raises(FrontendError, match="not yet supported"):
-        bnncc.compile(str(path))
-
-
 # ---------------------------------------------------------------------------------------- malformed input
 def test_unsupported_nodes_are_listed_at_once(tmp_path):
     from onnx import TensorProto, helper

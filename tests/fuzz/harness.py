@@ -34,8 +34,8 @@ from pathlib import Path
 
 from bnncc.errors import BnnccError
 
-TARGETS = ("library_check", "keras_config", "npy_input", "tuning_log", "onnx_model", "tflite_model")
-NOT_YET_COVERED = ("caffe",)  # no Caffe loader yet: add a target with it
+TARGETS = ("library_check", "keras_config", "npy_input", "tuning_log", "onnx_model", "tflite_model",
+           "caffe_model")
 
 
 @contextlib.contextmanager
