@@ -26,7 +26,7 @@ from tvm import relax
 from .. import reference
 from ..errors import BnnccError, FrontendError
 from ..provenance import SOURCE_LAYERS_ATTR
-from . import bnn
+from . import bnn, keras_fake_quant
 from .base import (
     ConverterTable,
     Graph,
@@ -126,9 +126,13 @@ def _conv(b: LayerBuilder, layer, x, depthwise: bool = False):
     strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
     groups = c if depthwise else int(getattr(layer, "groups", 1))
     pads = reference.explicit_padding(layer.padding, (h, w), (kh, kw), strides, dilation)
-    y = bnn.conv2d(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer),
-                   strides=strides, dilation=dilation, padding=pads, groups=groups, depthwise=depthwise,
-                   pad_value=float(getattr(layer, "pad_values", 0.0)))  # Larq's padding value (Keras: 0)
+    pad_value = float(getattr(layer, "pad_values", 0.0))  # Larq's padding value (Keras: 0)
+    y = None if depthwise or pad_value or _sign_input(layer) else keras_fake_quant.int8_conv(
+        b, x, wq, _bias(layer), strides=strides, dilation=dilation, padding=pads, groups=groups, layer=layer.name)
+    if y is None:
+        y = bnn.conv2d(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer),
+                       strides=strides, dilation=dilation, padding=pads, groups=groups, depthwise=depthwise,
+                       pad_value=pad_value)
     return activation(b, y, name_of(layer.activation))
 
 
@@ -140,7 +144,9 @@ def _depthwise_conv(b: LayerBuilder, layer, x):
 @converter("QuantDense", "Dense", check=_check_quant_layer)
 def _dense(b: LayerBuilder, layer, x):
     wq, one_bit = _kernel(layer)
-    y = bnn.dense(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer))
+    y = None if _sign_input(layer) else keras_fake_quant.int8_dense(b, x, wq, _bias(layer), layer=layer.name)
+    if y is None:
+        y = bnn.dense(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer))
     return activation(b, y, name_of(layer.activation))
 
 
@@ -218,13 +224,22 @@ def _softmax(b: LayerBuilder, layer, x):
     return b.emit(relax.op.nn.softmax(x, axis=int(layer.axis)))
 
 
-def _check_op_lambda(layer) -> None:
-    if layer.symbol not in ADD_SYMBOLS:
-        raise Unsupported(f"TensorFlow op {layer.symbol!r} is not supported (only add)")
+def _check_op_lambda(call: keras_fake_quant.OpCall) -> None:
+    if keras_fake_quant.op_name(call.symbol):
+        keras_fake_quant.check(call)
+    elif call.symbol not in ADD_SYMBOLS:
+        raise Unsupported(f"TensorFlow op {call.symbol!r} is not supported (only add and "
+                          f"{', '.join(keras_fake_quant.OPS)})")
+
+
+@converter("TFOpLambda", check=_check_op_lambda, variadic=True)
+def _op_lambda(b: LayerBuilder, call: keras_fake_quant.OpCall, *xs):
+    if keras_fake_quant.op_name(call.symbol):
+        return keras_fake_quant.convert(b, call, xs[0])
+    return _add(b, call, *xs)
 
 
 @converter("Add", variadic=True)
-@converter("TFOpLambda", check=_check_op_lambda, variadic=True)
 def _add(b: LayerBuilder, layer, *xs):
     if len(xs) < 2:
         raise Unsupported("adding a constant is not supported, only tensors")
@@ -271,12 +286,16 @@ def _zero_padding(b: LayerBuilder, layer, x):
 @converter("Flatten")
 def _flatten(b: LayerBuilder, layer, x):
     shape = shape_of(x)
-    return b.emit(relax.op.reshape(x, (shape[0], int(np.prod(shape[1:])))))
+    y = b.emit(relax.op.reshape(x, (shape[0], int(np.prod(shape[1:])))))
+    keras_fake_quant.follow_reshape(b, x, y)
+    return y
 
 
 @converter("Reshape")
 def _reshape(b: LayerBuilder, layer, x):
-    return b.emit(relax.op.reshape(x, (shape_of(x)[0], *layer.target_shape)))
+    y = b.emit(relax.op.reshape(x, (shape_of(x)[0], *layer.target_shape)))
+    keras_fake_quant.follow_reshape(b, x, y)
+    return y
 
 
 @converter(*IDENTITY_LAYERS, variadic=True)
@@ -306,7 +325,12 @@ def _check_finite(layer: Layer, source: str | None) -> None:
 
 
 def _as_layer(node) -> Layer:
-    return Layer(node.layer.name, type(node.layer).__name__, node.layer, len(node.keras_inputs))
+    kind = type(node.layer).__name__
+    obj = node.layer
+    if kind == "TFOpLambda":  # what it computes is in the node: the function's arguments beside the tensor
+        obj = keras_fake_quant.OpCall(str(obj.symbol), tuple(node.call_args), dict(node.call_kwargs),
+                                      len(node.keras_inputs))
+    return Layer(node.layer.name, kind, obj, len(node.keras_inputs))
 
 
 class _Import:
