@@ -210,7 +210,7 @@ def fake_quant_params(min_, max_, num_bits: int = 8, narrow_range: bool = False,
         from_min = (f32(qmin) - mn / scale).astype(f32)
     # std::round of a value in [qmin, qmax]: half away from zero
     zp = np.where(from_min < qmin, qmin, np.where(from_min > qmax, qmax,
-                                                   np.floor(np.float64(from_min) + 0.5))).astype(f32)
+                                                   np.floor(from_min.astype(np.float64) + 0.5))).astype(f32)
     nmin = ((f32(qmin) - zp) * scale).astype(f32)
     nmax = ((f32(qmax) - zp) * scale).astype(f32)
     qz = np.floor(((-nmin) * inv).astype(f32) + f32(0.5)).astype(f32)

@@ -55,11 +55,9 @@ def op_name(symbol: str) -> str | None:
 
 
 def _number(v: Any, what: str) -> np.ndarray:
-    if hasattr(v, "shape") and not hasattr(v, "numpy") and not isinstance(v, np.ndarray):
-        raise Unsupported(f"{what} must be a constant, not a tensor computed in the model")
-    try:
+    try:  # a number, a list, an array, or a TF constant/variable
         return np.asarray(v.numpy() if hasattr(v, "numpy") else v, np.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):
         raise Unsupported(f"{what} must be a number or a list of numbers, got {type(v).__name__}") from None
 
 
@@ -125,14 +123,17 @@ def weight_grid(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
     found = np.zeros(m.shape, np.int32)  # the code of the largest magnitude, per channel (0: not yet)
     found[m == 0] = -1
     with np.errstate(divide="ignore", invalid="ignore"):
-        for top in range(1, 129):  # the coarsest grid whose multiples hold every weight, within 1e-3 of a step
+        for top in range(1, 256):  # the coarsest grid whose multiples hold every weight, within 1e-3 of a step
             if (found != 0).all():
                 break
             r = flat * (np.float32(top) / m)
             ok = (np.abs(r - np.round(r)) <= 1e-3).all(axis=0) & (found == 0)
             found[ok] = top
     if (found == 0).any():
-        return f"{int((found == 0).sum())} output channel(s) are not on an int8 grid (up to 128 steps)"
+        return f"{int((found == 0).sum())} output channel(s) are not on an int8 grid"
+    if found.max() > 128:  # an 8-bit grid, but not around 0: e.g. codes −85..170 of an asymmetric range
+        return (f"{int((found > 128).sum())} output channel(s) need codes up to ±{int(found.max())}: not int8 "
+                "(an asymmetric range wider than [−128, 127] steps)")
     top = np.maximum(found, 1).astype(np.float32)
     base = (m / top).astype(np.float32)
     scale = np.where(found < 0, np.float32(1), np.nan).astype(np.float32)
