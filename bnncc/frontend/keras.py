@@ -80,18 +80,27 @@ def _evaluated(q):
     return run
 
 
-def _is_sign(q, what: str = "input quantizer") -> bool:
-    """True if ``q`` computes sign(x) with sign(0) = +1 (probed, whatever its name); False for None."""
+def _binary_kind(q, what: str = "input quantizer") -> str | None:
+    """bnn.SIGN if ``q`` computes sign(x) with sign(0) = +1, bnn.HEAVISIDE for the step x > 0 (probed, whatever
+    its name); None for None; anything else is unsupported."""
     return bnn.binary_input(None if q is None else _evaluated(q), name_of(q), what=what)
 
 
+def _input_kind(layer) -> str | None:
+    return _binary_kind(getattr(layer, "input_quantizer", None))
+
+
 def _sign_input(layer) -> bool:
-    return _is_sign(getattr(layer, "input_quantizer", None))
+    return _input_kind(layer) == bnn.SIGN
+
+
+def _heaviside_input(layer) -> bool:
+    return _input_kind(layer) == bnn.HEAVISIDE
 
 
 def _check_quant_layer(layer) -> None:
     _check_layout(layer)
-    _sign_input(layer)
+    _input_kind(layer)
     check_activation(name_of(layer.activation))
 
 
@@ -127,12 +136,12 @@ def _conv(b: LayerBuilder, layer, x, depthwise: bool = False):
     groups = c if depthwise else int(getattr(layer, "groups", 1))
     pads = reference.explicit_padding(layer.padding, (h, w), (kh, kw), strides, dilation)
     pad_value = float(getattr(layer, "pad_values", 0.0))  # Larq's padding value (Keras: 0)
-    y = None if depthwise or pad_value or _sign_input(layer) else keras_fake_quant.int8_conv(
+    y = None if depthwise or pad_value or _input_kind(layer) else keras_fake_quant.int8_conv(
         b, x, wq, _bias(layer), strides=strides, dilation=dilation, padding=pads, groups=groups, layer=layer.name)
     if y is None:
         y = bnn.conv2d(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer),
-                       strides=strides, dilation=dilation, padding=pads, groups=groups, depthwise=depthwise,
-                       pad_value=pad_value)
+                       heaviside_input=_heaviside_input(layer), strides=strides, dilation=dilation, padding=pads,
+                       groups=groups, depthwise=depthwise, pad_value=pad_value)
     return activation(b, y, name_of(layer.activation))
 
 
@@ -144,9 +153,10 @@ def _depthwise_conv(b: LayerBuilder, layer, x):
 @converter("QuantDense", "Dense", check=_check_quant_layer)
 def _dense(b: LayerBuilder, layer, x):
     wq, one_bit = _kernel(layer)
-    y = None if _sign_input(layer) else keras_fake_quant.int8_dense(b, x, wq, _bias(layer), layer=layer.name)
+    y = None if _input_kind(layer) else keras_fake_quant.int8_dense(b, x, wq, _bias(layer), layer=layer.name)
     if y is None:
-        y = bnn.dense(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer))
+        y = bnn.dense(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer),
+                      heaviside_input=_heaviside_input(layer))
     return activation(b, y, name_of(layer.activation))
 
 
@@ -169,33 +179,39 @@ def _batchnorm(b: LayerBuilder, layer, x):
     return b.emit(relax.op.add(b.emit(relax.op.multiply(x, const(scale))), const(shift)))
 
 
-def _sign_activation(layer) -> bool:
-    """True for an Activation applying a sign quantizer (e.g. ``Activation(lq.quantizers.SteSign())``), False
-    for a float activation; anything else is unsupported (with the float-activation reason)."""
+def _binary_activation(layer) -> str | None:
+    """bnn.SIGN / bnn.HEAVISIDE for an Activation applying a sign or Heaviside quantizer (e.g.
+    ``Activation(lq.quantizers.SteSign())``), None for a float activation; anything else is unsupported (with
+    the float-activation reason)."""
     try:
         check_activation(name_of(layer.activation))
-        return False
+        return None
     except Unsupported as float_problem:
         try:
-            return _is_sign(layer.activation, "activation")
+            return _binary_kind(layer.activation, "activation")
         except Unsupported as sign_problem:
             raise Unsupported(f"{float_problem}; {sign_problem}") from None
 
 
-@converter("Activation", check=_sign_activation)
+def _binary_values(b: LayerBuilder, x, kind: str | None):
+    """±1 (bnn.sign) or {0, 1} (bnn.heaviside) values, which a following ±α-kernel layer packs."""
+    return bnn.heaviside(b, x) if kind == bnn.HEAVISIDE else bnn.sign(b, x)
+
+
+@converter("Activation", check=_binary_activation)
 def _activation(b: LayerBuilder, layer, x):
-    if _sign_activation(layer):
-        return bnn.sign(b, x)
+    kind = _binary_activation(layer)
+    if kind is not None:
+        return _binary_values(b, x, kind)
     return activation(b, x, name_of(layer.activation))
 
 
-# Larq quantizers are Keras layers and may be applied on their own: a sign one becomes ±1 values (bnn.sign),
-# which a following ±α-kernel layer packs as its binary input.
+# Larq quantizers are Keras layers and may be applied on their own: a sign one becomes ±1 values (bnn.sign), a
+# Heaviside one {0, 1} values (bnn.heaviside), which a following ±α-kernel layer packs as its binary input.
 @converter("SteSign", "ApproxSign", "SwishSign", "SteHeaviside", "MagnitudeAwareSign", "SteTern", "DoReFa",
-           check=lambda layer: _is_sign(layer, "quantizer"))
+           check=lambda layer: _binary_kind(layer, "quantizer"))
 def _quantizer_layer(b: LayerBuilder, layer, x):
-    _is_sign(layer, "quantizer")
-    return bnn.sign(b, x)
+    return _binary_values(b, x, _binary_kind(layer, "quantizer"))
 
 
 def _check_relu(layer) -> None:

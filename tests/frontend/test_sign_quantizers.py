@@ -14,7 +14,8 @@ import bnncc  # noqa: E402
 from bnncc._tf import keras, lq, tf  # noqa: E402
 from bnncc.testing import random_input  # noqa: E402
 
-WHY = "(a binary layer needs sign(x) with sign(0) = +1; accepted: ste_sign, approx_sign, swish_sign or any function"
+WHY = ("(a binary layer needs sign(x) with sign(0) = +1 or the step x > 0; accepted: ste_sign, approx_sign, "
+       "swish_sign, ste_heaviside or any function computing one of them)")
 
 
 @tf.custom_gradient
@@ -52,8 +53,6 @@ ACCEPTED = {
 REFUSED = {  # quantizer → (name in the error, the probe it names)
     "tanh": (lambda: tf.math.tanh, "'tanh' is not sign-like: maps 0.5 to 0.462"),
     "tf.sign": (lambda: tf.sign, "'sign' is not sign-like: maps 0 to 0"),
-    "ste_heaviside": (lambda: "ste_heaviside", "'steheaviside' is not sign-like: maps -0.5 to 0"),
-    "SteHeaviside": (lambda: lq.quantizers.SteHeaviside(), "'steheaviside' is not sign-like: maps -0.5 to 0"),
     "wrong_threshold": (lambda: wrong_threshold, "'wrong_threshold' is not sign-like: maps 0 to -1"),
     "identity": (lambda: identity, "'identity' is not sign-like: maps 0.5 to 0.5"),
 }
@@ -86,7 +85,7 @@ def test_other_quantizers_are_refused_saying_why(name, kind):
         bnncc.from_keras(_one_layer(kind, make()))
     msg = str(info.value)
     layer = "QuantConv2D" if kind == "conv" else "QuantDense"
-    assert f"layer 'q': {layer}: input quantizer {reason} {WHY} computing that)" in msg
+    assert f"layer 'q': {layer}: input quantizer {reason} {WHY}" in msg
 
 
 def _set_weights(model, rng):
@@ -161,9 +160,10 @@ def test_sign_layer_read_by_a_float_layer_too_stays_exact():
 def test_standalone_non_sign_quantizer_layer_is_refused_and_noop_is_identity():
     inp = keras.Input((4, 4, 3))
     with pytest.raises(bnncc.FrontendError) as info:
-        bnncc.from_keras(keras.Model(inp, lq.quantizers.SteHeaviside(name="h")(inp)))
+        bnncc.from_keras(keras.Model(inp, keras.layers.Activation(wrong_threshold, name="t")(inp)))
     msg = str(info.value)
-    assert f"layer 'h': SteHeaviside: quantizer 'steheaviside' is not sign-like: maps -0.5 to 0 {WHY}" in msg
+    assert "layer 't': Activation: activation 'wrong_threshold' is not supported (supported: " in msg
+    assert f"; activation 'wrong_threshold' is not sign-like: maps 0 to -1 {WHY}" in msg
     model = keras.Model(inp, lq.quantizers.NoOp(precision=1)(inp))
     x = random_input(np.random.default_rng(5), (1, 4, 4, 3))
     np.testing.assert_array_equal(bnncc.compile(model, "host")(x), x)
