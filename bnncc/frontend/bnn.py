@@ -134,6 +134,14 @@ def heaviside(b: LayerBuilder, x: relax.Expr) -> relax.Expr:
     return y
 
 
+def follow_reshape(b: LayerBuilder, x: relax.Expr, y: relax.Expr) -> None:
+    """``y`` is a reshape of ``x`` (Flatten, Reshape): if ``x`` holds :func:`sign` / :func:`heaviside` values,
+    so does ``y``, of the reshaped source — a binary layer after a Flatten still packs."""
+    for table in (b.graph.signs, b.graph.heavisides):
+        if x in table:
+            table[y] = b.emit(relax.op.reshape(table[x], shape_of(y)))
+
+
 def _packed_source(b: LayerBuilder, x: relax.Expr, sign_input: bool, heaviside_input: bool,
                    alpha: np.ndarray | None) -> tuple[relax.Expr | None, bool]:
     """(the float a binary layer bitpacks, whether it is a Heaviside input): its input, or what ±1 / {0, 1}

@@ -299,19 +299,22 @@ def _zero_padding(b: LayerBuilder, layer, x):
     return b.emit(relax.op.nn.pad(x, [0, 0, t, bottom, left, r, 0, 0]))
 
 
+def _reshaped(b: LayerBuilder, x, y):
+    """``y`` = a reshape of ``x``, keeping what a binary or int8 consumer reads (signs, fake-quant codes)."""
+    bnn.follow_reshape(b, x, y)
+    keras_fake_quant.follow_reshape(b, x, y)
+    return y
+
+
 @converter("Flatten")
 def _flatten(b: LayerBuilder, layer, x):
     shape = shape_of(x)
-    y = b.emit(relax.op.reshape(x, (shape[0], int(np.prod(shape[1:])))))
-    keras_fake_quant.follow_reshape(b, x, y)
-    return y
+    return _reshaped(b, x, b.emit(relax.op.reshape(x, (shape[0], int(np.prod(shape[1:]))))))
 
 
 @converter("Reshape")
 def _reshape(b: LayerBuilder, layer, x):
-    y = b.emit(relax.op.reshape(x, (shape_of(x)[0], *layer.target_shape)))
-    keras_fake_quant.follow_reshape(b, x, y)
-    return y
+    return _reshaped(b, x, b.emit(relax.op.reshape(x, (shape_of(x)[0], *layer.target_shape))))
 
 
 @converter(*IDENTITY_LAYERS, variadic=True)

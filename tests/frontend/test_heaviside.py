@@ -90,3 +90,10 @@ def test_property_heaviside_conv(k, stride, dilation, padding, cin, cout, seed):
     out = lq.layers.QuantConv2D(cout, k, strides=stride, dilation_rate=dilation, padding=padding, use_bias=False,
                                 **KW)(inp)
     _exact(keras.Model(inp, out), (1, 12, 11, cin), 1, seed)
+
+
+def test_heaviside_layer_through_flatten_feeds_a_binary_dense():
+    inp = keras.Input((3, 3, 16))
+    x = keras.layers.Flatten()(lq.quantizers.SteHeaviside()(inp))
+    out = lq.layers.QuantDense(8, input_quantizer=None, kernel_quantizer="ste_sign", use_bias=False)(x)
+    _exact(keras.Model(inp, out), (1, 3, 3, 16), 1)
