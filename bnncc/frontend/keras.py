@@ -280,7 +280,10 @@ def _pool(b: LayerBuilder, layer, x, op):
 
 @converter("MaxPooling2D", check=_check_layout)
 def _max_pool(b: LayerBuilder, layer, x):
-    return _pool(b, layer, x, relax.op.nn.max_pool2d)
+    y = _pool(b, layer, x, relax.op.nn.max_pool2d)
+    # the max of fake-quant values is the value of the max code (code · scale, scale > 0)
+    keras_fake_quant.follow(b, x, y, lambda codes, _zp: _pool(b, layer, codes, relax.op.nn.max_pool2d))
+    return y
 
 
 @converter("AveragePooling2D", check=_check_layout)
@@ -296,7 +299,10 @@ def _global_avg_pool(b: LayerBuilder, layer, x):
 @converter("ZeroPadding2D")
 def _zero_padding(b: LayerBuilder, layer, x):
     (t, bottom), (left, r) = layer.padding
-    return b.emit(relax.op.nn.pad(x, [0, 0, t, bottom, left, r, 0, 0]))
+    y = b.emit(relax.op.nn.pad(x, [0, 0, t, bottom, left, r, 0, 0]))
+    keras_fake_quant.follow(b, x, y, lambda codes, zp: relax.op.nn.pad(codes, [0, 0, t, bottom, left, r, 0, 0],
+                                                                       pad_value=zp))  # real 0 is the zero point
+    return y
 
 
 def _reshaped(b: LayerBuilder, x, y):

@@ -3,16 +3,18 @@
 
 Each fake-quant layer becomes TF's exact arithmetic (:mod:`bnncc.relay_ops.fake_quant`; its float output is
 bit-identical with TF's). A per-tensor fake-quant of at most 8 bits feeding a ``Conv2D`` (groups = 1) or
-``Dense`` — directly or through ``Flatten``/``Reshape`` — whose kernel lies on a symmetric int8 grid per output
-channel (every weight exactly float32(k · s[o]) with k in [−128, 127], as fake-quantized weights are) makes that
-layer int8: the fake-quant's uint8 codes (zero point = the code of real 0, so zero padding stays exact) →
-``bnncc.qdense`` / ``im2col`` → int32 → ``dequantize`` (· s_x·s[o]) → bias and activation in float, as PTQ
-emits (:mod:`bnncc.ptq.rewrite`). Any other layer after a fake-quant stays float (logged, with the reason).
+``Dense`` — directly or through ``Flatten``, ``Reshape``, ``MaxPooling2D`` or ``ZeroPadding2D``, which map codes to
+codes — whose kernel lies on a symmetric int8 grid per output channel (every weight exactly float32(k · s[o])
+with k in [−128, 127], as fake-quantized weights are) makes that layer int8: the fake-quant's uint8 codes (zero
+point = the code of real 0, so zero padding stays exact) → ``bnncc.qdense`` / ``im2col`` → int32 →
+``dequantize`` (· s_x·s[o]) → bias and activation in float, as PTQ emits (:mod:`bnncc.ptq.rewrite`). Any other
+layer after a fake-quant stays float (logged, with the reason).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,12 +108,17 @@ def convert(b: LayerBuilder, call: OpCall, x: relax.Expr) -> relax.Expr:
     return out
 
 
-def follow_reshape(b: LayerBuilder, x: relax.Expr, y: relax.Expr) -> None:
-    """``y`` is a reshape of ``x``: if ``x`` is a recorded fake-quant output, so is ``y`` (its codes reshaped)."""
+def follow(b: LayerBuilder, x: relax.Expr, y: relax.Expr, same: Callable[[relax.Expr, int], relax.Expr]) -> None:
+    """``y`` = an op of ``x`` that maps codes to codes (reshape, max-pool, zero padding): if ``x`` is a recorded
+    fake-quant output, so is ``y``, with codes ``same(codes of x, zero point)``."""
     found = b.graph.quantized.get(x)
     if found is not None:
         codes, p = found
-        b.graph.quantized[y] = (b.emit(relax.op.reshape(codes, shape_of(y))), p)
+        b.graph.quantized[y] = (b.emit(same(codes, int(p.quant_zero[0]))), p)
+
+
+def follow_reshape(b: LayerBuilder, x: relax.Expr, y: relax.Expr) -> None:
+    follow(b, x, y, lambda codes, _zp: relax.op.reshape(codes, shape_of(y)))
 
 
 def weight_grid(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:

@@ -238,3 +238,26 @@ def test_saved_qat_model_compiles_from_file(tmp_path, qat):
     loaded = bnncc.compile(str(path), "host")
     x = np.random.default_rng(7).normal(0, 1, (1, 7, 7, 3)).astype(F32)
     np.testing.assert_array_equal(loaded(x), exe(x))
+
+
+def test_max_pool_and_zero_padding_keep_the_codes():
+    """fake-quant → MaxPooling2D → ZeroPadding2D → Conv2D: the pools map codes to codes, so the conv is int8;
+    its accumulators are the oracle's on the codes of TF's own pooled, padded tensor."""
+    inp = keras.Input((9, 9, 4))
+    x = TFQ.fake_quant_with_min_max_vars(inp, -1.0, 2.0)
+    x = keras.layers.MaxPooling2D(2, padding="same")(x)
+    pooled = keras.layers.ZeroPadding2D(((1, 0), (2, 1)))(x)
+    conv = keras.layers.Conv2D(6, 3, use_bias=False)
+    model = keras.Model(inp, conv(pooled))
+    conv.set_weights([_on_grid(conv.get_weights()[0])])
+    assert bnncc.from_keras(model).script().count('"bnncc.qdense"') == 1
+    k, sw = weight_grid(conv.get_weights()[0])
+    p = reference.fake_quant_params(-1.0, 2.0, divide=True)
+    zp = int(p.quant_zero[0])
+    exe = bnncc.compile(model, "host")
+    before_conv = keras.Model(inp, pooled)
+    for seed in range(2):
+        v = np.random.default_rng(seed).normal(0, 1.5, (1, 9, 9, 4)).astype(F32)
+        codes = (np.round(before_conv(v).numpy() / p.scale) + zp).astype(np.uint8)  # TF's values are k · scale
+        acc = reference.qdense(reference.im2col(codes, (3, 3)), k.reshape(-1, 6), zp).reshape(1, 4, 6, 6)
+        np.testing.assert_array_equal(exe(v), reference.dequantize(acc, (p.scale * sw).astype(F32)))
