@@ -7,6 +7,8 @@ check the compiled kernels. Tests and benchmarks share it. The compiler uses onl
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 INT32_MAX = 2**31 - 1
@@ -170,3 +172,70 @@ def im2col(x_u8: np.ndarray, kernel_hw, strides=(1, 1), dilation=(1, 1), padding
     cols = [xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
             for i in range(kh) for j in range(kw)]
     return np.concatenate(cols, axis=-1).reshape(n * oh * ow, kh * kw * c)
+
+
+# ------------------------------------------------------------------------------- TensorFlow's fake quantization
+class FakeQuant(NamedTuple):
+    """TensorFlow's nudged fake-quant parameters, float32 per channel (a scalar range: shape ``[1]``).
+
+    The range is nudged so that real 0 is a code: ``scale`` and ``inv_scale`` are computed separately (as TF
+    does), ``quant_zero`` is the code of real 0 counted from the lowest code. ``zero`` marks channels whose
+    range is min = max = 0 (TF outputs 0 there); ``divide`` is True for fake_quant_with_min_max_vars, which
+    divides by ``scale`` where the other two ops multiply by ``inv_scale``. ``levels`` codes: 2^bits, one fewer
+    with ``narrow_range``."""
+
+    nudged_min: np.ndarray
+    nudged_max: np.ndarray
+    scale: np.ndarray
+    inv_scale: np.ndarray
+    quant_zero: np.ndarray
+    zero: np.ndarray
+    levels: int
+    divide: bool
+
+
+def fake_quant_params(min_, max_, num_bits: int = 8, narrow_range: bool = False, *,
+                      divide: bool = False) -> FakeQuant:
+    """:class:`FakeQuant` for the range [``min_``, ``max_``] (scalars or per-channel vectors), exactly as
+    TensorFlow 2.16's ``Nudge`` (tensorflow/core/kernels/fake_quant_ops_functor.h), in float32."""
+    f32 = np.float32
+    mn, mx = np.atleast_1d(np.asarray(min_, f32)), np.atleast_1d(np.asarray(max_, f32))
+    qmin, qmax = int(bool(narrow_range)), (1 << int(num_bits)) - 1
+    zero = (mn == 0) & (mx == 0)
+    mn, mx = np.where(zero, f32(-1), mn), np.where(zero, f32(1), mx)  # any range: those channels output 0
+    steps = f32(qmax) - f32(qmin)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = ((mx - mn) / steps).astype(f32)
+        inv = (steps / (mx - mn)).astype(f32)
+        from_min = (f32(qmin) - mn / scale).astype(f32)
+    # std::round of a value in [qmin, qmax]: half away from zero
+    zp = np.where(from_min < qmin, qmin, np.where(from_min > qmax, qmax,
+                                                   np.floor(from_min.astype(np.float64) + 0.5))).astype(f32)
+    nmin = ((f32(qmin) - zp) * scale).astype(f32)
+    nmax = ((f32(qmax) - zp) * scale).astype(f32)
+    qz = np.floor(((-nmin) * inv).astype(f32) + f32(0.5)).astype(f32)
+    return FakeQuant(nmin, nmax, scale, inv, qz, zero, qmax - qmin + 1, bool(divide))
+
+
+def fake_quant_codes(x: np.ndarray, p: FakeQuant) -> np.ndarray:
+    """The integer TF rounds ``x`` to, relative to real 0: floor(clamp(x) − nudged_min) ·/ scale − quant_zero
+    + 0.5), float32 (exact small integers; NaN for NaN, as TF's). Channels are the last axis."""
+    f32 = np.float32
+    x = np.asarray(x, f32)
+    shifted = (np.maximum(np.minimum(x, p.nudged_max), p.nudged_min) - p.nudged_min).astype(f32)
+    t = (shifted / p.scale if p.divide else shifted * p.inv_scale).astype(f32)
+    k = np.floor(((t - p.quant_zero).astype(f32) + f32(0.5)).astype(f32))
+    return np.where(np.isnan(x), x, k).astype(f32)
+
+
+def fake_quant(x: np.ndarray, p: FakeQuant) -> np.ndarray:
+    """TensorFlow's fake-quant output: code · scale in float32 (0 in min = max = 0 channels, NaN for NaN)."""
+    out = (fake_quant_codes(x, p) * p.scale).astype(np.float32)
+    return np.where(p.zero, np.float32(0), out).astype(np.float32)
+
+
+def fake_quant_uint8(x: np.ndarray, p: FakeQuant) -> np.ndarray:
+    """The uint8 code of a per-tensor ``p`` with at most 256 levels: code + quant_zero, the zero point (NaN reads
+    as real 0, i.e. the zero point: it has no code)."""
+    k = fake_quant_codes(x, p)
+    return np.where(np.isnan(k), p.quant_zero, k + p.quant_zero).astype(np.uint8)

@@ -187,6 +187,9 @@ class Graph:
         self.bb = bb if bb is not None else relax.BlockBuilder()  # a graph pass passes its mutator's builder
         # ±1 values bnn.sign emitted → the float they are the sign of (a binary layer reading them packs that).
         self.signs: dict[relax.Expr, relax.Expr] = {}
+        self.heavisides: dict[relax.Expr, relax.Expr] = {}  # {0, 1} values bnn.heaviside emitted → their x
+        # fake-quantized float values → (their uint8 codes, FakeQuant): an int8 layer reading them reads the codes.
+        self.quantized: dict[relax.Expr, Any] = {}
 
     @staticmethod
     def input(name: str, shape: Sequence[int]) -> relax.Var:

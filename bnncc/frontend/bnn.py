@@ -20,6 +20,7 @@ from .base import LayerBuilder, Unsupported, const, shape_of
 
 # The quantizers users name for a binary input; any function computing the same is accepted too (it is probed).
 SIGN_LIKE: tuple[str, ...] = ("ste_sign", "approx_sign", "swish_sign")
+HEAVISIDE_LIKE: tuple[str, ...] = ("ste_heaviside",)  # {0, 1}: 1 for x > 0
 _F32_TINY = np.finfo(np.float32).tiny  # smallest normal float32
 
 
@@ -36,6 +37,16 @@ def _probes() -> np.ndarray:
 SIGN_PROBES: np.ndarray = _probes()
 
 
+def _mismatch(outputs: Any, probes: np.ndarray, want: np.ndarray, at_zero: float) -> tuple[float, float] | None:
+    y = outputs(probes.copy()) if callable(outputs) else outputs
+    y = np.asarray(y, np.float32)
+    if y.shape != probes.shape:
+        return float(probes[0]), float("nan")
+    denormal = (probes != 0) & (np.abs(probes) < _F32_TINY)
+    bad = np.flatnonzero(~((y == want) | (denormal & (y == np.float32(at_zero)))))
+    return None if bad.size == 0 else (float(probes[bad[0]]), float(y[bad[0]]))
+
+
 def sign_mismatch(outputs: Any, probes: np.ndarray = SIGN_PROBES) -> tuple[float, float] | None:
     """The first probe ``x`` a quantizer does not map to sign(x) (with sign(±0) = +1), as ``(x, output)``; None
     if it is sign-like. ``outputs`` are its values on ``probes``, or a numpy → numpy callable evaluated there.
@@ -43,30 +54,37 @@ def sign_mismatch(outputs: Any, probes: np.ndarray = SIGN_PROBES) -> tuple[float
     On denormals +1 is accepted as well: TensorFlow on CPU reads them as 0 (flush-to-zero), whatever the
     quantizer; any other disagreement is exact float32 inequality.
     """
-    y = outputs(probes.copy()) if callable(outputs) else outputs
-    y = np.asarray(y, np.float32)
-    want = np.where(probes < 0, np.float32(-1.0), np.float32(1.0))
-    if y.shape != probes.shape:
-        return float(probes[0]), float("nan")
-    denormal = (probes != 0) & (np.abs(probes) < _F32_TINY)
-    bad = np.flatnonzero(~((y == want) | (denormal & (y == 1))))
-    return None if bad.size == 0 else (float(probes[bad[0]]), float(y[bad[0]]))
+    return _mismatch(outputs, probes, np.where(probes < 0, np.float32(-1.0), np.float32(1.0)), 1.0)
 
 
-def binary_input(quantizer: Any, name: str | None = None, *, what: str = "input quantizer") -> bool:
-    """True for a sign-like input quantizer, False for none (a float input); anything else is unsupported.
+def heaviside_mismatch(outputs: Any, probes: np.ndarray = SIGN_PROBES) -> tuple[float, float] | None:
+    """As :func:`sign_mismatch` for the Heaviside step: 1 for x > 0, 0 for x ≤ 0 (±0 included; 0 accepted on
+    denormals, which TensorFlow flushes to 0)."""
+    return _mismatch(outputs, probes, np.where(probes > 0, np.float32(1.0), np.float32(0.0)), 0.0)
 
-    ``quantizer`` is None, its outputs on :data:`SIGN_PROBES`, or a numpy → numpy callable; sign-likeness is
+
+SIGN, HEAVISIDE = "sign", "heaviside"  # the binary inputs: ±1 values, or {0, 1} values
+
+
+def binary_input(quantizer: Any, name: str | None = None, *, what: str = "input quantizer") -> str | None:
+    """:data:`SIGN` for a sign-like input quantizer, :data:`HEAVISIDE` for a Heaviside step, None for none (a
+    float input); anything else is unsupported.
+
+    ``quantizer`` is None, its outputs on :data:`SIGN_PROBES`, or a numpy → numpy callable; what it is is
     decided by what it computes, not by its ``name`` (which, with ``what`` it is, only names it in the error).
     """
     if quantizer is None:
-        return False
-    bad = sign_mismatch(quantizer)
+        return None
+    y = quantizer(SIGN_PROBES.copy()) if callable(quantizer) else quantizer
+    bad = sign_mismatch(y)
     if bad is None:
-        return True
-    x, y = bad
-    raise Unsupported(f"{what} {name!r} is not sign-like: maps {x:g} to {y:.3g} (a binary layer needs "
-                      f"sign(x) with sign(0) = +1; accepted: {', '.join(SIGN_LIKE)} or any function computing that)")
+        return SIGN
+    if heaviside_mismatch(y) is None:
+        return HEAVISIDE
+    x, v = bad
+    raise Unsupported(f"{what} {name!r} is not sign-like: maps {x:g} to {v:.3g} (a binary layer needs "
+                      f"sign(x) with sign(0) = +1 or the step x > 0; accepted: {', '.join(SIGN_LIKE)}, "
+                      f"{', '.join(HEAVISIDE_LIKE)} or any function computing one of them)")
 
 
 def binary_kernel(kernel: np.ndarray, axis: int = -1, *, rounding: float = 0.0
@@ -109,37 +127,76 @@ def sign(b: LayerBuilder, x: relax.Expr) -> relax.Expr:
     return y
 
 
-def _packed_source(b: LayerBuilder, x: relax.Expr, sign_input: bool, alpha: np.ndarray | None) -> relax.Expr | None:
-    """The float a binary layer bitpacks (its input, or what ±1 input values from :func:`sign` are the sign
-    of); None when the layer stays float (a float kernel, or a float input that is not such ±1 values)."""
+def heaviside(b: LayerBuilder, x: relax.Expr) -> relax.Expr:
+    """{0, 1} float values, 1 for x > 0 (Larq's ``ste_heaviside``); recorded like :func:`sign`'s."""
+    y = b.emit(relax.op.where(relax.op.greater(x, const(0.0)), const(1.0), const(0.0)))
+    b.graph.heavisides[y] = x
+    return y
+
+
+def follow_reshape(b: LayerBuilder, x: relax.Expr, y: relax.Expr) -> None:
+    """``y`` is a reshape of ``x`` (Flatten, Reshape): if ``x`` holds :func:`sign` / :func:`heaviside` values,
+    so does ``y``, of the reshaped source — a binary layer after a Flatten still packs."""
+    for table in (b.graph.signs, b.graph.heavisides):
+        if x in table:
+            table[y] = b.emit(relax.op.reshape(table[x], shape_of(y)))
+
+
+def _packed_source(b: LayerBuilder, x: relax.Expr, sign_input: bool, heaviside_input: bool,
+                   alpha: np.ndarray | None) -> tuple[relax.Expr | None, bool]:
+    """(the float a binary layer bitpacks, whether it is a Heaviside input): its input, or what ±1 / {0, 1}
+    values from :func:`sign` / :func:`heaviside` are computed from; None when the layer stays float (a float
+    kernel, or a float input that is not such values)."""
     if alpha is None:
-        return None
-    return x if sign_input else b.graph.signs.get(x)
+        return None, False
+    if sign_input or heaviside_input:
+        return x, heaviside_input
+    if x in b.graph.heavisides:
+        return b.graph.heavisides[x], True
+    return b.graph.signs.get(x), False
+
+
+def _heaviside_transform(b: LayerBuilder, source: relax.Expr, kernel_sign: np.ndarray, alpha: np.ndarray,
+                         bias: np.ndarray | None, axes: tuple[int, ...]) -> tuple[relax.Expr, np.ndarray, np.ndarray]:
+    """A {0, 1} input a = (1 − s)/2 in ±1 terms, s = −1 where x > 0, i.e. the sign bits of −x: then
+    Σ a·w = (Σ w − Σ s·w)/2, so the binary op's multiplier is −α/2 and its bias α·Σ w/2 (+ the layer's).
+    Returns (−x to pack, multiplier, bias)."""
+    total = kernel_sign.astype(np.float64).sum(axis=axes)
+    shift = (np.asarray(alpha, np.float64) * total / 2 + (0.0 if bias is None else np.asarray(bias, np.float64)))
+    return b.emit(relax.op.negative(source)), (-np.asarray(alpha, np.float32) / 2), shift.astype(np.float32)
 
 
 def conv2d(b: LayerBuilder, x: relax.Expr, kernel: np.ndarray, *, alpha: np.ndarray | None = None,
-           bias: np.ndarray | None = None, sign_input: bool = False, strides: Sequence[int] = (1, 1),
-           dilation: Sequence[int] = (1, 1), padding: Sequence[int] = (0, 0, 0, 0), pad_value: float = 0.0,
-           groups: int = 1, depthwise: bool = False) -> relax.Expr:
+           bias: np.ndarray | None = None, sign_input: bool = False, heaviside_input: bool = False,
+           strides: Sequence[int] = (1, 1), dilation: Sequence[int] = (1, 1), padding: Sequence[int] = (0, 0, 0, 0),
+           pad_value: float = 0.0, groups: int = 1, depthwise: bool = False) -> relax.Expr:
     """An NHWC conv of ``kernel`` (HWIO, as the layer computes with it) before its activation.
 
     Binary (``bitpack`` → ``bconv2d``) when the input is sign-quantized (or the ±1 output of :func:`sign`) and
-    the kernel is ±``alpha``; otherwise
-    a float conv, of ±1 values if ``sign_input``. ``padding`` is explicit (top, left, bottom, right), filled
-    with ``pad_value``. Depthwise convs stay float: one channel per group would fill 1 bit of each packed word.
+    the kernel is ±``alpha``; likewise a Heaviside input ({0, 1}, :func:`_heaviside_transform`) padded with 0
+    or not padded; otherwise a float conv, of ±1 / {0, 1} values if ``sign_input`` / ``heaviside_input``.
+    ``padding`` is explicit (top, left, bottom, right), filled with ``pad_value``. Depthwise convs stay float:
+    one channel per group would fill 1 bit of each packed word.
     """
     c = shape_of(x)[-1]
     if kernel.shape[2] * groups != c:
         raise Unsupported(f"kernel expects {kernel.shape[2] * groups} input channels, input has {c}")
     strides, dilation, padding = tuple(strides), tuple(dilation), tuple(padding)
-    source = None if depthwise else _packed_source(b, x, sign_input, alpha)
+    source, step = (None, False) if depthwise else _packed_source(b, x, sign_input, heaviside_input, alpha)
+    if step and any(padding) and pad_value != 0.0:  # a padded 1 is a −1 bit: bconv2d pads with +1 or nothing
+        source = None
     if source is not None:
-        value = binary_pad_value(pad_value)
+        multiplier, shift, value = alpha, bias, binary_pad_value(pad_value)
+        if step:  # a padded 0 is s = +1: zero words, bconv2d's pad_value 1
+            source, multiplier, shift = _heaviside_transform(b, source, np.sign(kernel), alpha, bias, (0, 1, 2))
+            value = 1
         packed = b.emit(bitpack(source, bits=b.bits, groups=groups))
-        return b.emit(bconv2d(packed, np.sign(kernel), alpha, bias, strides=strides, dilation=dilation,
+        return b.emit(bconv2d(packed, np.sign(kernel), multiplier, shift, strides=strides, dilation=dilation,
                               padding=padding, pad_value=value, groups=groups))
     if sign_input:
         x = sign(b, x)
+    elif heaviside_input:
+        x = heaviside(b, x)
     if any(padding) and pad_value != 0.0:  # pad with pad_value first, then convolve 'valid'
         t, le, bo, r = padding
         x = b.emit(relax.op.nn.pad(x, [0, 0, t, bo, le, r, 0, 0], pad_value=pad_value))
@@ -150,19 +207,25 @@ def conv2d(b: LayerBuilder, x: relax.Expr, kernel: np.ndarray, *, alpha: np.ndar
 
 
 def dense(b: LayerBuilder, x: relax.Expr, kernel: np.ndarray, *, alpha: np.ndarray | None = None,
-          bias: np.ndarray | None = None, sign_input: bool = False) -> relax.Expr:
+          bias: np.ndarray | None = None, sign_input: bool = False, heaviside_input: bool = False) -> relax.Expr:
     """``x @ kernel`` ([in, out], as the layer computes with it) before its activation; binary (``bitpack`` →
-    ``bdense``) when the input is sign-quantized (or the ±1 output of :func:`sign`) and the kernel is ±``alpha``."""
+    ``bdense``) when the input is sign- or Heaviside-quantized (or the output of :func:`sign` /
+    :func:`heaviside`) and the kernel is ±``alpha``."""
     shape = shape_of(x)
     if len(shape) != 2:
         raise Unsupported(f"only 2-D input [batch, features] is supported, got shape {shape}")
     if kernel.shape[0] != shape[1]:
         raise Unsupported(f"kernel expects {kernel.shape[0]} features, input has {shape[1]}")
-    source = _packed_source(b, x, sign_input, alpha)
+    source, step = _packed_source(b, x, sign_input, heaviside_input, alpha)
     if source is not None:
+        multiplier, shift = alpha, bias
+        if step:
+            source, multiplier, shift = _heaviside_transform(b, source, np.sign(kernel), alpha, bias, (0,))
         packed = b.emit(bitpack(source, bits=b.bits))
-        return b.emit(bdense(packed, np.sign(kernel), alpha, bias))
+        return b.emit(bdense(packed, np.sign(kernel), multiplier, shift))
     if sign_input:
         x = sign(b, x)
+    elif heaviside_input:
+        x = heaviside(b, x)
     y = b.emit(relax.op.matmul(x, const(kernel)))
     return y if bias is None else b.emit(relax.op.add(y, const(bias)))

@@ -26,7 +26,7 @@ from tvm import relax
 from .. import reference
 from ..errors import BnnccError, FrontendError
 from ..provenance import SOURCE_LAYERS_ATTR
-from . import bnn
+from . import bnn, keras_fake_quant
 from .base import (
     ConverterTable,
     Graph,
@@ -80,18 +80,27 @@ def _evaluated(q):
     return run
 
 
-def _is_sign(q, what: str = "input quantizer") -> bool:
-    """True if ``q`` computes sign(x) with sign(0) = +1 (probed, whatever its name); False for None."""
+def _binary_kind(q, what: str = "input quantizer") -> str | None:
+    """bnn.SIGN if ``q`` computes sign(x) with sign(0) = +1, bnn.HEAVISIDE for the step x > 0 (probed, whatever
+    its name); None for None; anything else is unsupported."""
     return bnn.binary_input(None if q is None else _evaluated(q), name_of(q), what=what)
 
 
+def _input_kind(layer) -> str | None:
+    return _binary_kind(getattr(layer, "input_quantizer", None))
+
+
 def _sign_input(layer) -> bool:
-    return _is_sign(getattr(layer, "input_quantizer", None))
+    return _input_kind(layer) == bnn.SIGN
+
+
+def _heaviside_input(layer) -> bool:
+    return _input_kind(layer) == bnn.HEAVISIDE
 
 
 def _check_quant_layer(layer) -> None:
     _check_layout(layer)
-    _sign_input(layer)
+    _input_kind(layer)
     check_activation(name_of(layer.activation))
 
 
@@ -126,9 +135,13 @@ def _conv(b: LayerBuilder, layer, x, depthwise: bool = False):
     strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
     groups = c if depthwise else int(getattr(layer, "groups", 1))
     pads = reference.explicit_padding(layer.padding, (h, w), (kh, kw), strides, dilation)
-    y = bnn.conv2d(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer),
-                   strides=strides, dilation=dilation, padding=pads, groups=groups, depthwise=depthwise,
-                   pad_value=float(getattr(layer, "pad_values", 0.0)))  # Larq's padding value (Keras: 0)
+    pad_value = float(getattr(layer, "pad_values", 0.0))  # Larq's padding value (Keras: 0)
+    y = None if depthwise or pad_value or _input_kind(layer) else keras_fake_quant.int8_conv(
+        b, x, wq, _bias(layer), strides=strides, dilation=dilation, padding=pads, groups=groups, layer=layer.name)
+    if y is None:
+        y = bnn.conv2d(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer),
+                       heaviside_input=_heaviside_input(layer), strides=strides, dilation=dilation, padding=pads,
+                       groups=groups, depthwise=depthwise, pad_value=pad_value)
     return activation(b, y, name_of(layer.activation))
 
 
@@ -140,7 +153,10 @@ def _depthwise_conv(b: LayerBuilder, layer, x):
 @converter("QuantDense", "Dense", check=_check_quant_layer)
 def _dense(b: LayerBuilder, layer, x):
     wq, one_bit = _kernel(layer)
-    y = bnn.dense(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer))
+    y = None if _input_kind(layer) else keras_fake_quant.int8_dense(b, x, wq, _bias(layer), layer=layer.name)
+    if y is None:
+        y = bnn.dense(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer),
+                      heaviside_input=_heaviside_input(layer))
     return activation(b, y, name_of(layer.activation))
 
 
@@ -163,33 +179,39 @@ def _batchnorm(b: LayerBuilder, layer, x):
     return b.emit(relax.op.add(b.emit(relax.op.multiply(x, const(scale))), const(shift)))
 
 
-def _sign_activation(layer) -> bool:
-    """True for an Activation applying a sign quantizer (e.g. ``Activation(lq.quantizers.SteSign())``), False
-    for a float activation; anything else is unsupported (with the float-activation reason)."""
+def _binary_activation(layer) -> str | None:
+    """bnn.SIGN / bnn.HEAVISIDE for an Activation applying a sign or Heaviside quantizer (e.g.
+    ``Activation(lq.quantizers.SteSign())``), None for a float activation; anything else is unsupported (with
+    the float-activation reason)."""
     try:
         check_activation(name_of(layer.activation))
-        return False
+        return None
     except Unsupported as float_problem:
         try:
-            return _is_sign(layer.activation, "activation")
+            return _binary_kind(layer.activation, "activation")
         except Unsupported as sign_problem:
             raise Unsupported(f"{float_problem}; {sign_problem}") from None
 
 
-@converter("Activation", check=_sign_activation)
+def _binary_values(b: LayerBuilder, x, kind: str | None):
+    """±1 (bnn.sign) or {0, 1} (bnn.heaviside) values, which a following ±α-kernel layer packs."""
+    return bnn.heaviside(b, x) if kind == bnn.HEAVISIDE else bnn.sign(b, x)
+
+
+@converter("Activation", check=_binary_activation)
 def _activation(b: LayerBuilder, layer, x):
-    if _sign_activation(layer):
-        return bnn.sign(b, x)
+    kind = _binary_activation(layer)
+    if kind is not None:
+        return _binary_values(b, x, kind)
     return activation(b, x, name_of(layer.activation))
 
 
-# Larq quantizers are Keras layers and may be applied on their own: a sign one becomes ±1 values (bnn.sign),
-# which a following ±α-kernel layer packs as its binary input.
+# Larq quantizers are Keras layers and may be applied on their own: a sign one becomes ±1 values (bnn.sign), a
+# Heaviside one {0, 1} values (bnn.heaviside), which a following ±α-kernel layer packs as its binary input.
 @converter("SteSign", "ApproxSign", "SwishSign", "SteHeaviside", "MagnitudeAwareSign", "SteTern", "DoReFa",
-           check=lambda layer: _is_sign(layer, "quantizer"))
+           check=lambda layer: _binary_kind(layer, "quantizer"))
 def _quantizer_layer(b: LayerBuilder, layer, x):
-    _is_sign(layer, "quantizer")
-    return bnn.sign(b, x)
+    return _binary_values(b, x, _binary_kind(layer, "quantizer"))
 
 
 def _check_relu(layer) -> None:
@@ -218,13 +240,22 @@ def _softmax(b: LayerBuilder, layer, x):
     return b.emit(relax.op.nn.softmax(x, axis=int(layer.axis)))
 
 
-def _check_op_lambda(layer) -> None:
-    if layer.symbol not in ADD_SYMBOLS:
-        raise Unsupported(f"TensorFlow op {layer.symbol!r} is not supported (only add)")
+def _check_op_lambda(call: keras_fake_quant.OpCall) -> None:
+    if keras_fake_quant.op_name(call.symbol):
+        keras_fake_quant.check(call)
+    elif call.symbol not in ADD_SYMBOLS:
+        raise Unsupported(f"TensorFlow op {call.symbol!r} is not supported (only add and "
+                          f"{', '.join(keras_fake_quant.OPS)})")
+
+
+@converter("TFOpLambda", check=_check_op_lambda, variadic=True)
+def _op_lambda(b: LayerBuilder, call: keras_fake_quant.OpCall, *xs):
+    if keras_fake_quant.op_name(call.symbol):
+        return keras_fake_quant.convert(b, call, xs[0])
+    return _add(b, call, *xs)
 
 
 @converter("Add", variadic=True)
-@converter("TFOpLambda", check=_check_op_lambda, variadic=True)
 def _add(b: LayerBuilder, layer, *xs):
     if len(xs) < 2:
         raise Unsupported("adding a constant is not supported, only tensors")
@@ -249,7 +280,10 @@ def _pool(b: LayerBuilder, layer, x, op):
 
 @converter("MaxPooling2D", check=_check_layout)
 def _max_pool(b: LayerBuilder, layer, x):
-    return _pool(b, layer, x, relax.op.nn.max_pool2d)
+    y = _pool(b, layer, x, relax.op.nn.max_pool2d)
+    # the max of fake-quant values is the value of the max code (code · scale, scale > 0)
+    keras_fake_quant.follow(b, x, y, lambda codes, _zp: _pool(b, layer, codes, relax.op.nn.max_pool2d))
+    return y
 
 
 @converter("AveragePooling2D", check=_check_layout)
@@ -265,18 +299,28 @@ def _global_avg_pool(b: LayerBuilder, layer, x):
 @converter("ZeroPadding2D")
 def _zero_padding(b: LayerBuilder, layer, x):
     (t, bottom), (left, r) = layer.padding
-    return b.emit(relax.op.nn.pad(x, [0, 0, t, bottom, left, r, 0, 0]))
+    y = b.emit(relax.op.nn.pad(x, [0, 0, t, bottom, left, r, 0, 0]))
+    keras_fake_quant.follow(b, x, y, lambda codes, zp: relax.op.nn.pad(codes, [0, 0, t, bottom, left, r, 0, 0],
+                                                                       pad_value=zp))  # real 0 is the zero point
+    return y
+
+
+def _reshaped(b: LayerBuilder, x, y):
+    """``y`` = a reshape of ``x``, keeping what a binary or int8 consumer reads (signs, fake-quant codes)."""
+    bnn.follow_reshape(b, x, y)
+    keras_fake_quant.follow_reshape(b, x, y)
+    return y
 
 
 @converter("Flatten")
 def _flatten(b: LayerBuilder, layer, x):
     shape = shape_of(x)
-    return b.emit(relax.op.reshape(x, (shape[0], int(np.prod(shape[1:])))))
+    return _reshaped(b, x, b.emit(relax.op.reshape(x, (shape[0], int(np.prod(shape[1:]))))))
 
 
 @converter("Reshape")
 def _reshape(b: LayerBuilder, layer, x):
-    return b.emit(relax.op.reshape(x, (shape_of(x)[0], *layer.target_shape)))
+    return _reshaped(b, x, b.emit(relax.op.reshape(x, (shape_of(x)[0], *layer.target_shape))))
 
 
 @converter(*IDENTITY_LAYERS, variadic=True)
@@ -306,7 +350,12 @@ def _check_finite(layer: Layer, source: str | None) -> None:
 
 
 def _as_layer(node) -> Layer:
-    return Layer(node.layer.name, type(node.layer).__name__, node.layer, len(node.keras_inputs))
+    kind = type(node.layer).__name__
+    obj = node.layer
+    if kind == "TFOpLambda":  # what it computes is in the node: the function's arguments beside the tensor
+        obj = keras_fake_quant.OpCall(str(obj.symbol), tuple(node.call_args), dict(node.call_kwargs),
+                                      len(node.keras_inputs))
+    return Layer(node.layer.name, kind, obj, len(node.keras_inputs))
 
 
 class _Import:

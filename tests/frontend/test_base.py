@@ -92,7 +92,7 @@ def _sign_fixed_at_zero(x):
 def test_functions_computing_sign_are_sign_like(fn):
     assert bnn.sign_mismatch(fn) is None
     assert bnn.sign_mismatch(fn(bnn.SIGN_PROBES)) is None  # the outputs on the probes work as well
-    assert bnn.binary_input(fn, "mine") is True
+    assert bnn.binary_input(fn, "mine") == bnn.SIGN
 
 
 @pytest.mark.parametrize(("fn", "maps"), [
@@ -110,7 +110,8 @@ def test_other_functions_are_refused_naming_a_probe(fn, maps):
         bnn.binary_input(fn, "q")
     msg = str(info.value)
     assert msg.startswith(f"input quantizer 'q' is not sign-like: {maps} (a binary layer needs sign(x) with "
-                          "sign(0) = +1; accepted: ste_sign, approx_sign, swish_sign or any function computing that)")
+                          "sign(0) = +1 or the step x > 0; accepted: ste_sign, approx_sign, swish_sign, ste_heaviside "
+                          "or any function computing one of them)")
 
 
 def test_denormals_may_read_as_zero():
@@ -129,7 +130,15 @@ def test_probes_cover_zeros_tiny_large_and_random_values():
 
 
 def test_no_input_quantizer_is_a_float_input():
-    assert bnn.binary_input(None) is False
+    assert bnn.binary_input(None) is None
+
+
+def test_heaviside_step_is_a_binary_input():
+    """Larq's ste_heaviside: 1 for x > 0, 0 for x ≤ 0 (both zeros); a step that is 1 at 0 is refused."""
+    assert bnn.binary_input(lambda x: np.where(x > 0, 1.0, 0.0), "h") == bnn.HEAVISIDE
+    flushed = np.where(bnn.SIGN_PROBES >= np.finfo(np.float32).tiny, 1.0, 0.0)  # denormals read as 0
+    assert bnn.heaviside_mismatch(flushed) is None
+    assert bnn.heaviside_mismatch(lambda x: np.where(x >= 0, 1.0, 0.0)) == (0.0, 1.0)
 
 
 def test_pad_values():

@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 
 import bnncc  # noqa: E402
 from bnncc import models, reference  # noqa: E402
-from bnncc._tf import keras, lq  # noqa: E402
+from bnncc._tf import keras, lq, tf  # noqa: E402
 from bnncc.pipeline import legalize  # noqa: E402
 from bnncc.relay_ops.passes import fuse_binary_layers  # noqa: E402
 from bnncc.targets import get_target  # noqa: E402
@@ -146,16 +146,16 @@ def test_every_unsupported_layer_is_named_in_one_error():
     inp = keras.Input((8, 8, 3))
     x = keras.layers.UpSampling2D(name="up")(inp)
     x = keras.layers.Conv2D(4, 3, name="fine")(x)
-    x = lq.layers.QuantConv2D(4, 3, input_quantizer="ste_heaviside", kernel_quantizer="ste_sign", name="heavi")(x)
+    x = lq.layers.QuantConv2D(4, 3, input_quantizer=tf.math.tanh, kernel_quantizer="ste_sign", name="tanh")(x)
     x = keras.layers.Reshape((-1, 4))(x)
     out = keras.layers.LSTM(2, name="lstm")(x)
     with pytest.raises(bnncc.FrontendError) as info:
         bnncc.from_keras(keras.Model(inp, out))
     msg = str(info.value)
     assert msg.startswith("3 layers cannot be imported: layer 'up': UpSampling2D: layer class is not supported; ")
-    assert ("layer 'heavi': QuantConv2D: input quantizer 'steheaviside' is not sign-like: maps -0.5 to 0 (a binary "
-            "layer needs sign(x) with sign(0) = +1; accepted: ste_sign, approx_sign, swish_sign or any function "
-            "computing that); ") in msg
+    assert ("layer 'tanh': QuantConv2D: input quantizer 'tanh' is not sign-like: maps 0.5 to 0.462 (a binary "
+            "layer needs sign(x) with sign(0) = +1 or the step x > 0; accepted: ste_sign, approx_sign, swish_sign, "
+            "ste_heaviside or any function computing one of them); ") in msg
     assert "layer 'lstm': LSTM: layer class is not supported; supported layers: QuantConv2D, Conv2D, " in msg
     assert "fine" not in msg
 

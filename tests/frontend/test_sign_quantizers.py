@@ -14,7 +14,8 @@ import bnncc  # noqa: E402
 from bnncc._tf import keras, lq, tf  # noqa: E402
 from bnncc.testing import random_input  # noqa: E402
 
-WHY = "(a binary layer needs sign(x) with sign(0) = +1; accepted: ste_sign, approx_sign, swish_sign or any function"
+WHY = ("(a binary layer needs sign(x) with sign(0) = +1 or the step x > 0; accepted: ste_sign, approx_sign, "
+       "swish_sign, ste_heaviside or any function computing one of them)")
 
 
 @tf.custom_gradient
@@ -52,8 +53,6 @@ ACCEPTED = {
 REFUSED = {  # quantizer → (name in the error, the probe it names)
     "tanh": (lambda: tf.math.tanh, "'tanh' is not sign-like: maps 0.5 to 0.462"),
     "tf.sign": (lambda: tf.sign, "'sign' is not sign-like: maps 0 to 0"),
-    "ste_heaviside": (lambda: "ste_heaviside", "'steheaviside' is not sign-like: maps -0.5 to 0"),
-    "SteHeaviside": (lambda: lq.quantizers.SteHeaviside(), "'steheaviside' is not sign-like: maps -0.5 to 0"),
     "wrong_threshold": (lambda: wrong_threshold, "'wrong_threshold' is not sign-like: maps 0 to -1"),
     "identity": (lambda: identity, "'identity' is not sign-like: maps 0.5 to 0.5"),
 }
@@ -86,7 +85,7 @@ def test_other_quantizers_are_refused_saying_why(name, kind):
         bnncc.from_keras(_one_layer(kind, make()))
     msg = str(info.value)
     layer = "QuantConv2D" if kind == "conv" else "QuantDense"
-    assert f"layer 'q': {layer}: input quantizer {reason} {WHY} computing that)" in msg
+    assert f"layer 'q': {layer}: input quantizer {reason} {WHY}" in msg
 
 
 def _set_weights(model, rng):
@@ -161,9 +160,44 @@ def test_sign_layer_read_by_a_float_layer_too_stays_exact():
 def test_standalone_non_sign_quantizer_layer_is_refused_and_noop_is_identity():
     inp = keras.Input((4, 4, 3))
     with pytest.raises(bnncc.FrontendError) as info:
-        bnncc.from_keras(keras.Model(inp, lq.quantizers.SteHeaviside(name="h")(inp)))
+        bnncc.from_keras(keras.Model(inp, keras.layers.Activation(wrong_threshold, name="t")(inp)))
     msg = str(info.value)
-    assert f"layer 'h': SteHeaviside: quantizer 'steheaviside' is not sign-like: maps -0.5 to 0 {WHY}" in msg
+    assert "layer 't': Activation: activation 'wrong_threshold' is not supported (supported: " in msg
+    assert f"; activation 'wrong_threshold' is not sign-like: maps 0 to -1 {WHY}" in msg
     model = keras.Model(inp, lq.quantizers.NoOp(precision=1)(inp))
     x = random_input(np.random.default_rng(5), (1, 4, 4, 3))
     np.testing.assert_array_equal(bnncc.compile(model, "host")(x), x)
+
+
+def test_denormal_inputs():
+    """bnncc keeps IEEE semantics on denormals (the sign of −1e-40 is −1, as in numpy, onnxruntime, PyTorch);
+    TensorFlow on CPU reads denormals as 0 (even in `x < 0`), so Larq's sign is +1 there: the outputs differ by
+    exactly the flipped taps, and agree once the denormals are gone."""
+    x = np.float32([-1e-40, 1e-40, -1.4e-45, -1.2e-38, 0.0, -0.0, -2.0]).reshape(1, 1, 1, 7)
+    assert (tf.constant(x) < 0).numpy().sum() == 2  # TF: only -1.2e-38 (normal) and -2 are negative
+    inp = keras.Input((1, 1, 7))
+    conv = lq.layers.QuantConv2D(1, 1, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False)
+    model = keras.Model(inp, conv(inp))
+    conv.set_weights([np.ones((1, 1, 7, 1), np.float32)])
+    exe = bnncc.compile(model, "host")
+    ours = float(np.asarray(exe(x)).ravel()[0])
+    assert ours == float(bnncc.reference.binarize(x).sum()) == -1.0  # −1 −1 for the two negative denormals
+    assert float(model(x).numpy().ravel()[0]) == ours + 2 * 2
+    flushed = np.where(np.abs(x) < np.finfo(np.float32).tiny, np.float32(0), x)
+    assert float(np.asarray(exe(flushed)).ravel()[0]) == float(model(flushed).numpy().ravel()[0])
+
+
+@pytest.mark.parametrize("reshape", ["flatten", "reshape"])
+def test_sign_layer_through_flatten_or_reshape_feeds_a_binary_dense(reshape):
+    """A standalone sign, then Flatten/Reshape, then a QuantDense without input quantizer: still binary (it ran
+    as a float dense of ±1 values before)."""
+    inp = keras.Input((3, 3, 16))
+    x = lq.quantizers.SteSign()(inp)
+    x = keras.layers.Flatten()(x) if reshape == "flatten" else keras.layers.Reshape((144,))(x)
+    out = lq.layers.QuantDense(8, input_quantizer=None, kernel_quantizer="ste_sign", use_bias=False)(x)
+    model = keras.Model(inp, out)
+    _set_weights(model, np.random.default_rng(6))
+    exe = bnncc.compile(model, "host")
+    assert exe.stats["binary_ops"] == 1
+    x = random_input(np.random.default_rng(7), (1, 3, 3, 16), zeros=0.1)
+    np.testing.assert_array_equal(exe(x), model(x, training=False).numpy())
