@@ -105,7 +105,7 @@ def cmd_compile(args) -> int:
     files = _model_files(path)
     ref_size = sum(f.stat().st_size for f in files) if files else _float_size(model)
     what = f"the {' + '.join(f.suffix for f in files)} file{'s' * (len(files) > 1)}" if files else "float32 weights"
-    _say(f"  binary ops: {stats['binary_ops']}  float ops: {stats['float_ops']}  "
+    _say(f"  binary ops: {stats['binary_ops']}  int8 ops: {stats.get('int8_ops', 0)}  float ops: {stats['float_ops']}  "
          f"packed between binary layers: {stats['packed_outputs']}")
     _say(f"  size: {_size(size)} (vs {_size(ref_size)} of {what}: {ref_size / size:.1f}x smaller)")
     mem = stats.get("memory")

@@ -211,13 +211,18 @@ def run_phases(mod: tvm.IRModule, c: Compilation, *, until: str = PHASE_NAMES[-1
 
 
 def graph_stats(mod: tvm.IRModule) -> dict[str, int]:
-    """Counts of binary and float operators in a Relax module after the graph phase."""
+    """Counts of binary, int8 (GEMM) and float operators in a Relax module after the graph phase (an int8 conv
+    is its im2col + qdense: counted once; its quantize/dequantize count as float)."""
+    from .relay_ops.qconv2d import IM2COL
+    from .relay_ops.qdense import QDENSE
+
     text = mod["main"].script()
     binary = sum(text.count(f'"{op.name}"') for op in (relay_ops.BCONV2D, relay_ops.BDENSE, relay_ops.BMAXPOOL2D))
     bitpacks = text.count(f'"{relay_ops.BITPACK.name}"')
+    int8, im2col = text.count(f'"{QDENSE.name}"'), text.count(f'"{IM2COL.name}"')
     calls = len(re.findall(r"= (?:R\.[a-z_.0-9]+|T\.Call)\(", text))
-    return {"binary_ops": binary, "bitpack_ops": bitpacks, "packed_outputs": text.count('"out": "bitpacked"'),
-            "float_ops": calls - binary - bitpacks}
+    return {"binary_ops": binary, "int8_ops": int8, "bitpack_ops": bitpacks,
+            "packed_outputs": text.count('"out": "bitpacked"'), "float_ops": calls - binary - bitpacks - int8 - im2col}
 
 
 def signature_of(mod: tvm.IRModule, spec: TargetSpec, name: str = "model") -> dict[str, Any]:
