@@ -170,3 +170,40 @@ def im2col(x_u8: np.ndarray, kernel_hw, strides=(1, 1), dilation=(1, 1), padding
     cols = [xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
             for i in range(kh) for j in range(kw)]
     return np.concatenate(cols, axis=-1).reshape(n * oh * ow, kh * kw * c)
+
+
+# -------------------------------------------------------------------- k-bit activations and ternary weights
+def dorefa_levels(x: np.ndarray, k_bit: int) -> np.ndarray:
+    """Larq's ``DoReFa(k_bit, mode="activations")`` as integer levels 0..n, n = 2^k − 1: in float32,
+    round_half_even(clip(x, 0, 1) · n) (``tf.round`` rounds half to even). NaN maps to level 0 (Larq: NaN)."""
+    n = np.float32(2 ** int(k_bit) - 1)
+    x = np.nan_to_num(np.asarray(x, np.float32), nan=0.0)
+    return np.round(np.clip(x, np.float32(0), np.float32(1)) * n).astype(np.int32)
+
+
+def dorefa(x: np.ndarray, k_bit: int) -> np.ndarray:
+    """The float32 value Larq's DoReFa activation quantizer outputs: level / n."""
+    return (dorefa_levels(x, k_bit).astype(np.float32) / np.float32(2 ** int(k_bit) - 1)).astype(np.float32)
+
+
+def ste_tern(w: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """Larq's ``ste_tern`` with a fixed threshold t, as int8 {−1, 0, +1}: sign(sign(w + t) + sign(w − t)) in
+    float32, i.e. +1 for w ≥ |t|, −1 for w ≤ −|t|, 0 between (w = ±t is ±1; t = 0 gives sign(w), sign(0) = 0)."""
+    w = np.asarray(w, np.float32)
+    t = np.float32(threshold)
+    return np.sign(np.sign(w + t) + np.sign(w - t)).astype(np.int8)
+
+
+def bitplanes(levels: np.ndarray, k_bit: int, bits: int = 32) -> np.ndarray:
+    """k-bit levels [..., C] → packed planes [..., k·⌈C/bits⌉]: plane i (words i·wg .. (i+1)·wg − 1) holds bit i
+    of every level (channel bits·j + b in bit b of word j, padding bits 0)."""
+    levels = np.asarray(levels, np.int64)
+    return np.concatenate([bitpack(-(((levels >> i) & 1).astype(np.float32)), bits) for i in range(int(k_bit))],
+                          axis=-1)
+
+
+def bsconv2d_acc(levels: np.ndarray, w_int: np.ndarray, strides=(1, 1), dilation=(1, 1), padding="valid"
+                 ) -> np.ndarray:
+    """Integer accumulators of a bit-serial conv: k-bit levels NHWC × integer weights OHWI ({−1, +1} or
+    {−1, 0, +1}) → NHWO int32, padded pixels level 0 (Larq's zero padding of DoReFa activations)."""
+    return bconv2d_acc(levels, w_int, strides, dilation, padding, pad_value=0)

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from tvm import s_tir, tirx
 
 from ..relay_ops import BINARY_REDUCTION_BLOCKS as _BINARY
-from ..relay_ops import BITPACK_BLOCK, BMAXPOOL_BLOCK, PAD_BLOCK
+from ..relay_ops import BITPACK_BLOCK, BITPLANES_BLOCK, BMAXPOOL_BLOCK, BSCONV_BLOCK, PAD_BLOCK
 from .bitpack_intrin import WORD_BITS, bitpack_intrin_name
 
-# Reduction blocks scheduled as (pixels × output channels) register tiles: bnncc's binary kernels, and TOPI's
-# float conv / depthwise conv / dense (HWIO and [K, O] weights keep output channels contiguous too).
-CONV_BLOCKS = (*_BINARY, "conv2d_nhwc", "group_conv2d_nhwc", "matmul")
-ELEMENTWISE_BLOCKS = (BITPACK_BLOCK, BMAXPOOL_BLOCK)
+# Reduction blocks scheduled as (pixels × output channels) register tiles: bnncc's binary and bit-serial kernels,
+# and TOPI's float conv / depthwise conv / dense (HWIO and [K, O] weights keep output channels contiguous too).
+CONV_BLOCKS = (*_BINARY, BSCONV_BLOCK, "conv2d_nhwc", "group_conv2d_nhwc", "matmul")
+ELEMENTWISE_BLOCKS = (BITPACK_BLOCK, BITPLANES_BLOCK, BMAXPOOL_BLOCK)
 
 
 @dataclass(frozen=True)
