@@ -46,6 +46,7 @@ BLOCK = "bnncc_bsconv"  # the shifted-popcount reduction
 PLANES_BLOCK = "bnncc_bitplanes"
 OP_NAME = "bnncc.bsconv2d"
 PLANES_OP = "bnncc.bitplanes"
+WEIGHT_VECTORS_ATTR = "bnncc.weight_vectors"
 MAX_K_BIT = 8
 WEIGHTS = ("binary", "ternary")
 
@@ -164,8 +165,9 @@ def compute(data: te.Tensor, weight: te.Tensor, offset: te.Tensor, post: te.Tens
             a = a & weight[1, rkh, rkw, rk, c]
         return popcount_as(a ^ weight[0, rkh, rkw, rk, c], acc_t) << rp.astype(acc_t)
 
-    popc = te.compute((n, oh, ow, o), lambda b, y, x, c: te.sum(term(b, y, x, c), axis=[rkh, rkw, rp, rk]),
-                      name=BLOCK)
+    # weight vectors per channel vector of the update (sign, mask): the schedule's register budget
+    popc = te.compute((n, oh, ow, o), lambda b, y, x, c: te.sum(term(b, y, x, c), axis=[rkh, rkw, rk, rp]),
+                      name=BLOCK, attrs={WEIGHT_VECTORS_ATTR: pw})
     acc = te.compute(popc.shape, lambda b, y, x, c: popc[b, y, x, c].astype("int32") - offset[c],
                      name="bnncc_bsacc")
     return output_compute(acc, post, out, clamp, bits)
