@@ -98,13 +98,13 @@ def _bsconv_vs_oracle(case, target: str) -> None:
 
 
 @given(case=conv_cases())
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=40, deadline=None)
 def test_bsconv2d(case):
     _bsconv_vs_oracle(case, "host")
 
 
 @given(case=conv_cases())
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 def test_bsconv2d_avx2_target(case):
     """The schedule for CPUs without AVX-512 (target "x86" = haswell), run on this CPU."""
     if not HOST_HAS_AVX2:
@@ -168,7 +168,7 @@ def larq_cases(draw):
 
 
 @given(case=larq_cases())
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 def test_bsconv2d_matches_larq_layer(case):
     from bnncc._tf import keras, lq, tf
 
