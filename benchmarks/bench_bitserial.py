@@ -27,6 +27,8 @@ from bnncc.compare import bitserial
 from bnncc.compare.layers import LAYERS
 from bnncc.compare.results import markdown_table, print_table, write_results
 
+from .bench_aarch64 import layer_list
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTENDERS = ("1-bit", "2A1W", "2A2W", "int8", "2A1W planes")
 ARM_COLUMNS = ["layer", "1-bit insns/MAC", "2A1W insns/MAC", "2A2W insns/MAC", "int8 insns/MAC",
@@ -73,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS / "bitserial"), help="results path without extension")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    layers = [s.strip() for s in args.layers.split(",") if s.strip()]
-    unknown = [s for s in layers if s not in LAYERS]
-    if unknown:
-        p.error(f"unknown layers {unknown}; known: {', '.join(LAYERS)}")
+    layers = layer_list(p, args.layers)
     from bnncc.compare.roofline import isa_path
 
     load_before = os.getloadavg()

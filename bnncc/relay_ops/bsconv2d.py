@@ -33,6 +33,7 @@ from .common import (
     accumulator_type,
     attrs,
     ints,
+    ohwi_kernel,
     packed_bits,
     popcount_as,
     register_op,
@@ -218,13 +219,7 @@ def bsconv2d(data: relax.Expr, kernel: np.ndarray, multiplier=None, bias=None, *
     bits = packed_bits(op, ddtype)
     if weights not in WEIGHTS:
         raise OpError(op, f"weights must be one of {WEIGHTS}, got {weights!r}")
-    kernel = np.asarray(kernel)
-    if kernel.ndim != 4:
-        raise OpError(op, f"kernel must be rank 4 ({kernel_layout}), got shape {kernel.shape}")
-    if kernel_layout == "HWIO":
-        kernel = kernel.transpose(3, 0, 1, 2)
-    elif kernel_layout != "OHWI":
-        raise OpError(op, f"kernel_layout must be 'HWIO' or 'OHWI', got {kernel_layout!r}")
+    kernel = ohwi_kernel(op, kernel, kernel_layout)
     o, kh, kw, cin = kernel.shape
     strides, dilation, k_bit = ints(strides), ints(dilation), int(k_bit)
     _check_k(op, k_bit)
