@@ -195,11 +195,11 @@ def ste_tern(w: np.ndarray, threshold: float = 0.05) -> np.ndarray:
 
 
 def bitplanes(levels: np.ndarray, k_bit: int, bits: int = 32) -> np.ndarray:
-    """k-bit levels [..., C] → packed planes [..., k·⌈C/bits⌉]: plane i (words i·wg .. (i+1)·wg − 1) holds bit i
-    of every level (channel bits·j + b in bit b of word j, padding bits 0)."""
+    """k-bit levels [..., C] → packed planes [..., ⌈C/bits⌉·k]: word j·k + i holds bit i of the levels of channels
+    bits·j … bits·j + bits − 1 (channel bits·j + b in bit b, padding bits 0)."""
     levels = np.asarray(levels, np.int64)
-    return np.concatenate([bitpack(-(((levels >> i) & 1).astype(np.float32)), bits) for i in range(int(k_bit))],
-                          axis=-1)
+    planes = np.stack([bitpack(-(((levels >> i) & 1).astype(np.float32)), bits) for i in range(int(k_bit))], -1)
+    return planes.reshape(*planes.shape[:-2], -1)
 
 
 def bsconv2d_acc(levels: np.ndarray, w_int: np.ndarray, strides=(1, 1), dilation=(1, 1), padding="valid"

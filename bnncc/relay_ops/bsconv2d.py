@@ -1,8 +1,9 @@
 """Bit-serial conv2d: k-bit activations (Larq's ``DoReFa``) × binary or ternary weights on popcounts.
 
-- ``bnncc.bitplanes(x)``: float NHWC → uint{bits} [N, H, W, k·wg]: the DoReFa level of every channel,
-  round_half_even(clip(x, 0, 1)·n) with n = 2^k − 1, as k bit-planes packed like ``bitpack`` (plane i is words
-  i·wg … (i+1)·wg − 1, wg = ⌈C/bits⌉; padding bits 0).
+- ``bnncc.bitplanes(x)``: float NHWC → uint{bits} [N, H, W, wg·k]: the DoReFa level of every channel,
+  round_half_even(clip(x, 0, 1)·n) with n = 2^k − 1, as k bit-planes packed like ``bitpack`` (word j·k + i holds
+  bit i of the levels of channels j·bits …, wg = ⌈C/bits⌉; padding bits 0): the k plane words of the same
+  channels are adjacent, what one step of the kernel reads.
 - ``bnncc.bsconv2d(planes, w, offset, post)``: the conv of those levels with constant weights in {−1, +1}
   (one plane: sign bits, 1 for −1) or {−1, 0, +1} (two planes: sign, and mask of the non-zeros) → NHWO float32.
 
@@ -45,9 +46,11 @@ from .output_transform import clamp_range, output_compute, post_constants
 
 BLOCK = "bnncc_bsconv"  # the shifted-popcount reduction
 PLANES_BLOCK = "bnncc_bitplanes"
+LEVELS_BLOCK = "bnncc_levels"  # the uint8 DoReFa levels bitplanes packs (computed once per channel)
 OP_NAME = "bnncc.bsconv2d"
 PLANES_OP = "bnncc.bitplanes"
 WEIGHT_VECTORS_ATTR = "bnncc.weight_vectors"
+PLANE_AXIS = "plane"  # the reduction axis over bit-planes (the NEON schedule moves it)
 MAX_K_BIT = 8
 WEIGHTS = ("binary", "ternary")
 
@@ -68,21 +71,25 @@ def bitplanes_type(shape, dtype, k_bit: int, bits: int) -> tuple[tuple[int, ...]
 
 
 def bitplanes_compute(data: te.Tensor, k_bit: int, bits: int) -> te.Tensor:
-    """The TE definition (block :data:`PLANES_BLOCK`): bit b of word j = bit j // wg of the level of channel
-    (j % wg)·bits + b."""
+    """The TE definition: the levels (block :data:`LEVELS_BLOCK`), then the words (block :data:`PLANES_BLOCK`):
+    bit b of word j = bit j % k of the level of channel (j // k)·bits + b."""
     c = int(data.shape[-1])
     wg = reference.words_per_group(c, 1, bits)
     dtype = f"uint{bits}"
-    n = float(2 ** k_bit - 1)
+    n = tirx.const(float(2 ** k_bit - 1), "float32")
+
+    def level(*idx):
+        v = data(*idx).astype("float32")
+        clipped = tirx.max(tirx.min(v, tirx.const(1.0, "float32")), tirx.const(0.0, "float32"))
+        return tirx.round(clipped * n).astype("uint8")
+
+    levels = te.compute(data.shape, level, name=LEVELS_BLOCK)
     i = te.reduce_axis((0, bits), name="bit")
 
     def word(*idx):
         *lead, j = idx
-        plane, ch = j // wg, (j % wg) * bits + i
-        v = data(*lead, tirx.min(ch, c - 1)).astype("float32")
-        level = tirx.round(tirx.max(tirx.min(v, tirx.const(1.0, "float32")), tirx.const(0.0, "float32"))
-                           * tirx.const(n, "float32")).astype("int32")
-        bit = ((level >> plane) & 1).astype(dtype)
+        plane, ch = j % k_bit, (j // k_bit) * bits + i
+        bit = ((levels(*lead, tirx.min(ch, c - 1)) >> plane.astype("uint8")) & tirx.const(1, "uint8")).astype(dtype)
         if c % bits:
             bit = tirx.if_then_else(ch < c, bit, tirx.const(0, dtype))
         return te.sum(bit << i.astype(dtype), axis=i)
@@ -121,10 +128,10 @@ def bsconv2d_type(dshape, ddtype, wshape, wdtype, a) -> tuple[tuple[int, ...], s
     if wdtype != ddtype:
         raise OpError(op, f"weights ({wdtype}) and input ({ddtype}) must use the same word type")
     if len(dshape) != 4 or len(wshape) != 5:
-        raise OpError(op, f"input must be NHWC planes and weights [planes, KH, KW, words, O], got ranks "
+        raise OpError(op, f"input must be NHWC planes and weights [KH, KW, words, planes, O], got ranks "
                           f"{len(dshape)} and {len(wshape)}")
     n, h, w, words = dshape
-    pw, kh, kw, wg, o = wshape
+    kh, kw, wg, pw, o = wshape
     if pw not in (1, 2):
         raise OpError(op, f"weights have {pw} planes: 1 (binary) or 2 (ternary) expected")
     cin = int(a["channels_in"])
@@ -147,7 +154,7 @@ def compute(data: te.Tensor, weight: te.Tensor, offset: te.Tensor, post: te.Tens
             channels_in: int, strides, dilation, padding, clamp, out: str = "float32") -> te.Tensor:
     """The TE definition: zero padding (:data:`PAD_BLOCK`, level 0), the reduction (:data:`BLOCK`),
     acc = reduction − offset, the output transform."""
-    pw, kh, kw, wg, o = (int(s) for s in weight.shape)
+    kh, kw, wg, pw, o = (int(s) for s in weight.shape)
     n, h, w, _ = (int(s) for s in data.shape)
     oh, ow = output_hw((h, w), (kh, kw), strides, dilation, padding)
     bits = int(str(data.dtype)[4:])
@@ -156,15 +163,15 @@ def compute(data: te.Tensor, weight: te.Tensor, offset: te.Tensor, post: te.Tens
         if any(padding) else data
     rkh = te.reduce_axis((0, kh), name="kh")
     rkw = te.reduce_axis((0, kw), name="kw")
-    rp = te.reduce_axis((0, k_bit), name="plane")
+    rp = te.reduce_axis((0, k_bit), name=PLANE_AXIS)
     rk = te.reduce_axis((0, wg), name="k")
     acc_t = accumulator_type(str(data.dtype), (2 ** k_bit - 1) * kh * kw * wg * bits)
 
     def term(b, y, x, c):
-        a = xpad[b, y * sh + rkh * dh, x * sw + rkw * dw, rp * wg + rk]
+        a = xpad[b, y * sh + rkh * dh, x * sw + rkw * dw, rk * k_bit + rp]
         if pw == 2:
-            a = a & weight[1, rkh, rkw, rk, c]
-        return popcount_as(a ^ weight[0, rkh, rkw, rk, c], acc_t) << rp.astype(acc_t)
+            a = a & weight[rkh, rkw, rk, 1, c]
+        return popcount_as(a ^ weight[rkh, rkw, rk, 0, c], acc_t) << rp.astype(acc_t)
 
     # weight vectors per channel vector of the update (sign, mask): the schedule's register budget
     popc = te.compute((n, oh, ow, o), lambda b, y, x, c: te.sum(term(b, y, x, c), axis=[rkh, rkw, rk, rp]),
@@ -199,12 +206,13 @@ def integer_weights(kernel_ohwi: np.ndarray, weights: str) -> np.ndarray:
 
 
 def pack_weights(w_int: np.ndarray, bits: int, ternary: bool) -> np.ndarray:
-    """int OHWI weights → uint{bits} [planes, KH, KW, words, O]: the sign plane (1 for −1) and, for ternary
-    weights, the mask plane (1 for a non-zero)."""
+    """int OHWI weights → uint{bits} [KH, KW, words, planes, O]: the sign plane (1 for −1) and, for ternary
+    weights, the mask plane (1 for a non-zero); output channels contiguous, and the planes of a word next to
+    each other (one region of the NEON update)."""
     planes = [reference.bitpack(w_int, bits)]
     if ternary:
         planes.append(reference.bitpack(np.where(w_int != 0, -1, 1), bits))
-    return np.ascontiguousarray(np.stack(planes).transpose(0, 2, 3, 4, 1))
+    return np.ascontiguousarray(np.stack(planes).transpose(2, 3, 4, 0, 1))
 
 
 def bsconv2d(data: relax.Expr, kernel: np.ndarray, multiplier=None, bias=None, *, k_bit: int = 2,

@@ -20,7 +20,8 @@ from tvm.s_tir import TensorIntrin
 from tvm.s_tir.schedule import SBlockRV
 from tvm.script import tirx as T
 
-from ..relay_ops import BINARY_REDUCTION_BLOCKS
+from ..relay_ops import BINARY_REDUCTION_BLOCKS, BSCONV_BLOCK
+from ..relay_ops.bsconv2d import PLANE_AXIS, WEIGHT_VECTORS_ATTR
 from .tiling import Family
 
 VECTOR_BITS = 128
@@ -34,8 +35,17 @@ def intrin_name(bits: int) -> str:
 def _popcount_accumulate(acc, v, bits: int):
     """acc + popcount(v) per lane: cnt .16b, then uaddlp up to the lane width, the last one fused into the add
     (LLVM selects uadalp for add(acc, uaddlp(·)))."""
-    counts = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.ctpop.v16i8"),
-                                     T.reinterpret(v, dtype="uint8x16"), dtype="uint8x16")
+    return _widen_accumulate(acc, _byte_counts(v), bits)
+
+
+def _byte_counts(v):
+    """cnt .16b: the popcount of every byte of a 128-bit vector."""
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.ctpop.v16i8"),
+                                   T.reinterpret(v, dtype="uint8x16"), dtype="uint8x16")
+
+
+def _widen_accumulate(acc, counts, bits: int):
+    """acc + the byte counts summed pairwise up to the lane width (uaddlp …, the last one uadalp)."""
     width = 8
     while width < bits:
         src, width = f"v{VECTOR_BITS // width}i{width}", width * 2
@@ -91,6 +101,8 @@ def tensorize_update(sch: s_tir.Schedule, block: SBlockRV) -> SBlockRV:
     is left to LLVM's vectorizer. Returns the block that now does the update (the tensorized one, if any).
     """
     name = sch.get(block).name_hint
+    if name.startswith(BSCONV_BLOCK):
+        return _tensorize_bsconv(sch, block)
     dtype = str(sch.get(block).writes[0].source.ty.dtype)
     if not name.startswith(BINARY_REDUCTION_BLOCKS) or not dtype.startswith("uint"):
         return block
@@ -106,6 +118,118 @@ def tensorize_update(sch: s_tir.Schedule, block: SBlockRV) -> SBlockRV:
     try:
         sch.tensorize(tile, intrin_name(bits))
     except s_tir.ScheduleError:  # e.g. popcounts widened to a larger accumulator type: not this intrinsic
+        pass
+    return tile
+
+
+# ------------------------------------------------- the bit-serial update of bsconv2d (k-bit activation planes)
+# acc[i] += Σ_p popcount((x[p] ∧ m[i]) ⊕ w[i]) << p over the k planes of one input word: the planes' byte counts
+# are combined in bytes (≤ 8·(2^k − 1) ≤ 255 for k ≤ 5) and widened once, so a 2-plane step is 2 eor + 2 cnt +
+# shl + add + one widening chain instead of two.
+MAX_BS_PLANES = 5
+
+
+def bs_intrin_name(bits: int, planes: int, masked: bool) -> str:
+    return f"bnncc_neon_bs{'tern' if masked else 'bin'}_popc_acc_u{bits}x{VECTOR_BITS // bits}_p{planes}"
+
+
+def _bs_intrin_ternary(bits: int, planes: int) -> tuple:
+    """Ternary weights: one weight region [sign; mask] × lanes (the two planes of the packed constant)."""
+    lanes = VECTOR_BITS // bits
+    word = f"uint{bits}"
+    vec = f"{word}x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc(acc: T.Buffer((lanes,), word, offset_factor=1), xw: T.Buffer((planes,), word, offset_factor=1),
+             wm: T.Buffer((2, lanes), word, offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(acc[0:lanes], xw[0:planes], wm[0:2, 0:lanes])
+            T.writes(acc[0:lanes])
+            for p in T.serial(T.int64(planes)):
+                for i in T.vectorized(T.int64(lanes)):
+                    with T.sblock("update"):
+                        vi, vp = T.axis.remap("SR", [i, p])  # the order of the conv block's vars
+                        acc[vi] = acc[vi] + (T.popcount(xw[vp] & wm[1, vi] ^ wm[0, vi]) << T.Cast(word, vp))
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, x: T.handle, w: T.handle) -> None:
+        s0 = T.int32()
+        acc = T.match_buffer(a, (lanes,), word, offset_factor=1)
+        xw = T.match_buffer(x, (planes,), word, offset_factor=1)
+        wm = T.match_buffer(w, (2, lanes), word, offset_factor=1, strides=[s0, 1])
+        with T.sblock("root"):
+            T.reads(acc[0:lanes], xw[0:planes], wm[0:2, 0:lanes])
+            T.writes(acc[0:lanes])
+            wv = wm.vload([0, 0], vec)
+            mv = wm.vload([1, 0], vec)
+            counts = _byte_counts(T.Broadcast(xw[0], lanes) & mv ^ wv)
+            for p in range(1, planes):
+                counts = counts + (_byte_counts(T.Broadcast(xw[p], lanes) & mv ^ wv) << T.Broadcast(T.uint8(p), 16))
+            acc.vstore([0], _widen_accumulate(acc.vload([0], vec), counts, bits))
+
+    return desc, impl
+
+
+def _bs_intrin_binary(bits: int, planes: int) -> tuple:
+    """±1 weights: the sign plane only."""
+    lanes = VECTOR_BITS // bits
+    word = f"uint{bits}"
+    vec = f"{word}x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc(acc: T.Buffer((lanes,), word, offset_factor=1), xw: T.Buffer((planes,), word, offset_factor=1),
+             ww: T.Buffer((lanes,), word, offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(acc[0:lanes], xw[0:planes], ww[0:lanes])
+            T.writes(acc[0:lanes])
+            for p in T.serial(T.int64(planes)):
+                for i in T.vectorized(T.int64(lanes)):
+                    with T.sblock("update"):
+                        vi, vp = T.axis.remap("SR", [i, p])  # the order of the conv block's vars
+                        acc[vi] = acc[vi] + (T.popcount(xw[vp] ^ ww[vi]) << T.Cast(word, vp))
+
+    @T.prim_func(s_tir=True)
+    def impl(acc: T.Buffer((lanes,), word, offset_factor=1), xw: T.Buffer((planes,), word, offset_factor=1),
+             ww: T.Buffer((lanes,), word, offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(acc[0:lanes], xw[0:planes], ww[0:lanes])
+            T.writes(acc[0:lanes])
+            wv = ww.vload([0], vec)
+            counts = _byte_counts(T.Broadcast(xw[0], lanes) ^ wv)
+            for p in range(1, planes):
+                counts = counts + (_byte_counts(T.Broadcast(xw[p], lanes) ^ wv) << T.Broadcast(T.uint8(p), 16))
+            acc.vstore([0], _widen_accumulate(acc.vload([0], vec), counts, bits))
+
+    return desc, impl
+
+
+def _register_bs(bits: int, planes: int, masked: bool) -> str:
+    name = bs_intrin_name(bits, planes, masked)
+    if TensorIntrin.get(name, allow_missing=True) is None:
+        TensorIntrin.register(name, *(_bs_intrin_ternary if masked else _bs_intrin_binary)(bits, planes))
+    return name
+
+
+def _tensorize_bsconv(sch: s_tir.Schedule, block: SBlockRV) -> SBlockRV:
+    """The plane loop moved just above the lane loop, and the two tensorized with the bit-serial intrinsic."""
+    dtype = str(sch.get(block).writes[0].source.ty.dtype)
+    loops = sch.get_loops(block)
+    plane = next((lp for lp in loops if sch.get(lp).loop_var.name == PLANE_AXIS), None)
+    if plane is None or not dtype.startswith("uint"):
+        return block
+    bits, planes = int(dtype[4:]), int(sch.get(plane).extent)
+    if bits not in WORD_BITS or int(sch.get(loops[-1]).extent) != VECTOR_BITS // bits or planes > MAX_BS_PLANES:
+        return block
+    masked = int(sch.get(block).annotations.get(WEIGHT_VECTORS_ATTR, 1)) == 2
+    inner = [lp for lp in loops[loops.index(plane) + 1:-1]]
+    try:
+        sch.reorder(*inner, plane)
+        tile = sch.blockize(plane)
+    except s_tir.ScheduleError:
+        return block
+    try:
+        sch.tensorize(tile, _register_bs(bits, planes, masked))
+    except s_tir.ScheduleError:
         pass
     return tile
 

@@ -21,7 +21,7 @@ from tvm import s_tir, tirx
 
 from ..relay_ops import BINARY_REDUCTION_BLOCKS as _BINARY
 from ..relay_ops import BITPACK_BLOCK, BITPLANES_BLOCK, BMAXPOOL_BLOCK, BSCONV_BLOCK, PAD_BLOCK
-from ..relay_ops.bsconv2d import WEIGHT_VECTORS_ATTR
+from ..relay_ops.bsconv2d import LEVELS_BLOCK, WEIGHT_VECTORS_ATTR
 from .bitpack_intrin import WORD_BITS, bitpack_intrin_name
 
 # Reduction blocks scheduled as (pixels × output channels) register tiles: bnncc's binary and bit-serial kernels,
@@ -216,6 +216,14 @@ def schedule_elementwise(sch: s_tir.Schedule, name: str) -> None:
         sch.compute_inline(pad)
     if name == BITPACK_BLOCK:
         _tensorize_bitpack(sch, blk)
+    levels = find_block(sch, LEVELS_BLOCK)
+    if name == BITPLANES_BLOCK and levels is not None:  # the levels of a pixel's channels, just before they pack
+        at = sch.get_loops(blk)[0]
+        sch.compute_at(levels, at, preserve_unit_loops=True)
+        own = sch.get_loops(levels)
+        own = own[[sch.get(lp).same_as(sch.get(at)) for lp in own].index(True) + 1:]
+        if own:
+            sch.vectorize(sch.split(own[-1], [None, _pow2_divisor(_extent(own[-1], sch), 16)])[-1])
 
 
 def _tensorize_bitpack(sch: s_tir.Schedule, blk) -> None:
