@@ -8,6 +8,9 @@ leaving them to LLVM's pattern matching of ``ctpop``: ``eor`` + ``cnt .16b`` (``
 widening adds up to the word width, the last one accumulating (``uadalp``): 3 instructions per 128-bit word for
 16-bit words, 4 for 32-bit ones.
 
+``bnncc_neon_bs{bin,tern}_popc_acc_u{bits}x{lanes}_p{k}`` — the bit-serial update of ``bsconv2d``: the k plane
+words of one input word against the weights (and mask), their byte counts combined in bytes before one widening.
+
 The intrinsic covers the innermost (vector) loop of a conv or dense update, so its shape does not depend on the
 register tile: the default schedule and the tunable one (whose tile MetaSchedule samples and mutates) both
 tensorize with it, and a traced ``tensorize`` replays under any tile decision.
