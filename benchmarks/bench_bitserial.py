@@ -65,6 +65,23 @@ def aarch64_rows(layers: list[str], target: str = "rasp4", repeats: int = 2, log
     return rows
 
 
+def write(out: Path, rows: list[dict[str, Any]], arm: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """``out``.md (metadata, the x86 table, the aarch64 table) and ``out``.json (``aarch64_rows`` in its meta)."""
+    from bnncc.outputs import atomic_write
+
+    notes = ["x86 times: median ms of the round-robin rounds, 1 thread, on a machine shared with other jobs "
+             "(see the load averages): the ratios are the result.",
+             "Every contender: float32 NHWC in → float32 out, quantization of its input included (2A1W planes "
+             "= that step alone for 2A1W); outputs equal the numpy oracle exactly before timing (exact column)."]
+    title = "Bit-serial 2A1W / 2A2W vs 1-bit and int8 conv layers (L1–L5, 1 thread)"
+    md = out.with_suffix(".md")
+    write_results(md, None, rows, meta, columns=bitserial.COLUMNS, title=title, notes=notes)
+    if arm:
+        atomic_write(md, md.read_text() + "\n## aarch64: instructions per MAC under qemu (rasp4 = Cortex-A72, 16-bit "
+                     "words, one call of main, one thread)\n\n" + markdown_table(arm, ARM_COLUMNS) + "\n")
+    write_results(None, out.with_suffix(".json"), rows, {**meta, "aarch64_rows": arm})
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--layers", default="L1,L2,L3,L4,L5")
@@ -77,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     layers = layer_list(p, args.layers)
     from bnncc.compare.roofline import isa_path
+    from bnncc.targets import isa
+
+    host = isa("host")
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -85,23 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, bitserial.COLUMNS, file=sys.stderr)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     arm = [] if args.no_aarch64 else aarch64_rows(layers, args.aarch64_target, log=log)
-    meta = {"threads": 1, "isa_path": isa_path(), "words": "64-bit on x86",
+    meta = {"threads": 1, "isa_path": f"popcount {isa_path()}, int8 "
+                                      + ("AMX tiles" if host.amx_int8 else "VNNI" if host.vnni else "AVX2 vpmaddwd"),
+            "words": "64-bit on x86",
             "loadavg_before": load_before, "loadavg_after_x86": load_after,
             "repeats": args.repeats, "burst_ms": args.burst_ms,
             "aarch64": None if args.no_aarch64 else f"{args.aarch64_target}: qemu-insncount, one thread, "
                                                    "16-bit words",
             "runtime_s": round(time.perf_counter() - t0, 1)}
-    notes = ["x86 times: median ms of the round-robin rounds, 1 thread, on a machine shared with other jobs "
-             "(see the load averages): the ratios are the result.",
-             "Every contender: float32 NHWC in → float32 out, quantization of its input included (2A1W planes "
-             "= that step alone for 2A1W); outputs equal the numpy oracle exactly before timing (exact column)."]
-    if arm:
-        notes += ["aarch64 (instructions per MAC under qemu, rasp4 = Cortex-A72, 16-bit words):", "",
-                  markdown_table(arm, ARM_COLUMNS)]
     out = Path(args.out)
-    title = "Bit-serial 2A1W / 2A2W vs 1-bit and int8 conv layers (L1–L5, 1 thread)"
-    write_results(out.with_suffix(".md"), None, rows, meta, columns=bitserial.COLUMNS, title=title, notes=notes)
-    write_results(None, out.with_suffix(".json"), rows, {**meta, "aarch64_rows": arm})
+    write(out, rows, arm, meta)
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}", file=sys.stderr)
     return 0 if all(r["exact"] for r in rows + arm) else 1
 
