@@ -136,71 +136,42 @@ def bs_intrin_name(bits: int, planes: int, masked: bool) -> str:
     return f"bnncc_neon_bs{'tern' if masked else 'bin'}_popc_acc_u{bits}x{VECTOR_BITS // bits}_p{planes}"
 
 
-def _bs_intrin_ternary(bits: int, planes: int) -> tuple:
-    """Ternary weights: one weight region [sign; mask] × lanes (the two planes of the packed constant)."""
+def _bs_intrin(bits: int, planes: int, masked: bool) -> tuple:
+    """The weights are one region [sign] or [sign; mask] × lanes (the weight planes of the packed constant)."""
     lanes = VECTOR_BITS // bits
     word = f"uint{bits}"
     vec = f"{word}x{lanes}"
+    wp = 2 if masked else 1
+
+    def term(x, w, m):
+        return x & m ^ w if masked else x ^ w
 
     @T.prim_func(s_tir=True)
     def desc(acc: T.Buffer((lanes,), word, offset_factor=1), xw: T.Buffer((planes,), word, offset_factor=1),
-             wm: T.Buffer((2, lanes), word, offset_factor=1)) -> None:
+             wm: T.Buffer((wp, lanes), word, offset_factor=1)) -> None:
         with T.sblock("root"):
-            T.reads(acc[0:lanes], xw[0:planes], wm[0:2, 0:lanes])
+            T.reads(acc[0:lanes], xw[0:planes], wm[0:wp, 0:lanes])
             T.writes(acc[0:lanes])
             for p in T.serial(T.int64(planes)):
                 for i in T.vectorized(T.int64(lanes)):
                     with T.sblock("update"):
                         vi, vp = T.axis.remap("SR", [i, p])  # the order of the conv block's vars
-                        acc[vi] = acc[vi] + (T.popcount(xw[vp] & wm[1, vi] ^ wm[0, vi]) << T.Cast(word, vp))
+                        acc[vi] = acc[vi] + (T.popcount(term(xw[vp], wm[0, vi], wm[wp - 1, vi])) << T.Cast(word, vp))
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, x: T.handle, w: T.handle) -> None:
         s0 = T.int32()
         acc = T.match_buffer(a, (lanes,), word, offset_factor=1)
         xw = T.match_buffer(x, (planes,), word, offset_factor=1)
-        wm = T.match_buffer(w, (2, lanes), word, offset_factor=1, strides=[s0, 1])
+        wm = T.match_buffer(w, (wp, lanes), word, offset_factor=1, strides=[s0, 1])
         with T.sblock("root"):
-            T.reads(acc[0:lanes], xw[0:planes], wm[0:2, 0:lanes])
+            T.reads(acc[0:lanes], xw[0:planes], wm[0:wp, 0:lanes])
             T.writes(acc[0:lanes])
             wv = wm.vload([0, 0], vec)
-            mv = wm.vload([1, 0], vec)
-            counts = _byte_counts(T.Broadcast(xw[0], lanes) & mv ^ wv)
+            mv = wm.vload([wp - 1, 0], vec)
+            counts = _byte_counts(term(T.Broadcast(xw[0], lanes), wv, mv))
             for p in range(1, planes):
-                counts = counts + (_byte_counts(T.Broadcast(xw[p], lanes) & mv ^ wv) << T.Broadcast(T.uint8(p), 16))
-            acc.vstore([0], _widen_accumulate(acc.vload([0], vec), counts, bits))
-
-    return desc, impl
-
-
-def _bs_intrin_binary(bits: int, planes: int) -> tuple:
-    """±1 weights: the sign plane only."""
-    lanes = VECTOR_BITS // bits
-    word = f"uint{bits}"
-    vec = f"{word}x{lanes}"
-
-    @T.prim_func(s_tir=True)
-    def desc(acc: T.Buffer((lanes,), word, offset_factor=1), xw: T.Buffer((planes,), word, offset_factor=1),
-             ww: T.Buffer((lanes,), word, offset_factor=1)) -> None:
-        with T.sblock("root"):
-            T.reads(acc[0:lanes], xw[0:planes], ww[0:lanes])
-            T.writes(acc[0:lanes])
-            for p in T.serial(T.int64(planes)):
-                for i in T.vectorized(T.int64(lanes)):
-                    with T.sblock("update"):
-                        vi, vp = T.axis.remap("SR", [i, p])  # the order of the conv block's vars
-                        acc[vi] = acc[vi] + (T.popcount(xw[vp] ^ ww[vi]) << T.Cast(word, vp))
-
-    @T.prim_func(s_tir=True)
-    def impl(acc: T.Buffer((lanes,), word, offset_factor=1), xw: T.Buffer((planes,), word, offset_factor=1),
-             ww: T.Buffer((lanes,), word, offset_factor=1)) -> None:
-        with T.sblock("root"):
-            T.reads(acc[0:lanes], xw[0:planes], ww[0:lanes])
-            T.writes(acc[0:lanes])
-            wv = ww.vload([0], vec)
-            counts = _byte_counts(T.Broadcast(xw[0], lanes) ^ wv)
-            for p in range(1, planes):
-                counts = counts + (_byte_counts(T.Broadcast(xw[p], lanes) ^ wv) << T.Broadcast(T.uint8(p), 16))
+                counts = counts + (_byte_counts(term(T.Broadcast(xw[p], lanes), wv, mv)) << T.Broadcast(T.uint8(p), 16))
             acc.vstore([0], _widen_accumulate(acc.vload([0], vec), counts, bits))
 
     return desc, impl
@@ -209,7 +180,7 @@ def _bs_intrin_binary(bits: int, planes: int) -> tuple:
 def _register_bs(bits: int, planes: int, masked: bool) -> str:
     name = bs_intrin_name(bits, planes, masked)
     if TensorIntrin.get(name, allow_missing=True) is None:
-        TensorIntrin.register(name, *(_bs_intrin_ternary if masked else _bs_intrin_binary)(bits, planes))
+        TensorIntrin.register(name, *_bs_intrin(bits, planes, masked))
     return name
 
 
