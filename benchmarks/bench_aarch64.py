@@ -464,6 +464,15 @@ def analysis(res: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
+def layer_list(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """``--layers L1,L3`` as names of :data:`LAYERS` (an unknown one is a usage error)."""
+    layers = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in layers if s not in LAYERS]
+    if unknown:
+        parser.error(f"unknown layers {unknown}; known: {', '.join(LAYERS)}")
+    return layers
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--layers", default="L1,L2,L3,L4,L5")
@@ -472,10 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS / "aarch64"), help="results path without extension")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    layers = [s.strip() for s in args.layers.split(",") if s.strip()]
-    unknown = [s for s in layers if s not in LAYERS]
-    if unknown:
-        p.error(f"unknown layers {unknown}; known: {', '.join(LAYERS)}")
+    layers = layer_list(p, args.layers)
     res = run(layers, args.target, max(args.repeats, 2), log=lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -239,3 +239,39 @@ def fake_quant_uint8(x: np.ndarray, p: FakeQuant) -> np.ndarray:
     as real 0, i.e. the zero point: it has no code)."""
     k = fake_quant_codes(x, p)
     return np.where(np.isnan(k), p.quant_zero, k + p.quant_zero).astype(np.uint8)
+
+# -------------------------------------------------------------------- k-bit activations and ternary weights
+def dorefa_levels(x: np.ndarray, k_bit: int) -> np.ndarray:
+    """Larq's ``DoReFa(k_bit, mode="activations")`` as integer levels 0..n, n = 2^k − 1: in float32,
+    round_half_even(clip(x, 0, 1) · n) (``tf.round`` rounds half to even). NaN maps to level 0 (Larq: NaN)."""
+    n = np.float32(2 ** int(k_bit) - 1)
+    x = np.nan_to_num(np.asarray(x, np.float32), nan=0.0)
+    return np.round(np.clip(x, np.float32(0), np.float32(1)) * n).astype(np.int32)
+
+
+def dorefa(x: np.ndarray, k_bit: int) -> np.ndarray:
+    """The float32 value Larq's DoReFa activation quantizer outputs: level / n."""
+    return (dorefa_levels(x, k_bit).astype(np.float32) / np.float32(2 ** int(k_bit) - 1)).astype(np.float32)
+
+
+def ste_tern(w: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """Larq's ``ste_tern`` with a fixed threshold t, as int8 {−1, 0, +1}: sign(sign(w + t) + sign(w − t)) in
+    float32, i.e. +1 for w ≥ |t|, −1 for w ≤ −|t|, 0 between (w = ±t is ±1; t = 0 gives sign(w), sign(0) = 0)."""
+    w = np.asarray(w, np.float32)
+    t = np.float32(threshold)
+    return np.sign(np.sign(w + t) + np.sign(w - t)).astype(np.int8)
+
+
+def bitplanes(levels: np.ndarray, k_bit: int, bits: int = 32) -> np.ndarray:
+    """k-bit levels [..., C] → packed planes [..., ⌈C/bits⌉·k]: word j·k + i holds bit i of the levels of channels
+    bits·j … bits·j + bits − 1 (channel bits·j + b in bit b, padding bits 0)."""
+    levels = np.asarray(levels, np.int64)
+    planes = np.stack([bitpack(-(((levels >> i) & 1).astype(np.float32)), bits) for i in range(int(k_bit))], -1)
+    return planes.reshape(*planes.shape[:-2], -1)
+
+
+def bsconv2d_acc(levels: np.ndarray, w_int: np.ndarray, strides=(1, 1), dilation=(1, 1), padding="valid"
+                 ) -> np.ndarray:
+    """Integer accumulators of a bit-serial conv: k-bit levels NHWC × integer weights OHWI ({−1, +1} or
+    {−1, 0, +1}) → NHWO int32, padded pixels level 0 (Larq's zero padding of DoReFa activations)."""
+    return bconv2d_acc(levels, w_int, strides, dilation, padding, pad_value=0)

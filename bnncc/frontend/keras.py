@@ -26,7 +26,7 @@ from tvm import relax
 from .. import reference
 from ..errors import BnnccError, FrontendError
 from ..provenance import SOURCE_LAYERS_ATTR
-from . import bnn, keras_fake_quant
+from . import bnn, keras_bitserial, keras_fake_quant
 from .base import (
     ConverterTable,
     Graph,
@@ -98,9 +98,27 @@ def _heaviside_input(layer) -> bool:
     return _input_kind(layer) == bnn.HEAVISIDE
 
 
+def _input_k_bit(layer) -> int | None:
+    """k when the layer's input quantizer computes Larq's DoReFa(k, "activations") (:mod:`.keras_bitserial`)."""
+    q = getattr(layer, "input_quantizer", None)
+    return None if q is None else keras_bitserial.k_bit_of(_evaluated(q), getattr(q, "precision", None))
+
+
+def _k_bit_input(b: LayerBuilder, layer, x) -> tuple[int | None, Any]:
+    """(k, the float it quantizes) when the layer reads DoReFa k-bit activations — by its input quantizer or
+    from a DoReFa quantizer layer — else (None, x)."""
+    k = _input_k_bit(layer)
+    if k is None and getattr(layer, "input_quantizer", None) is None:
+        found = keras_bitserial.levels_source(b, x)
+        if found is not None:
+            return found[1], found[0]
+    return k, x
+
+
 def _check_quant_layer(layer) -> None:
     _check_layout(layer)
-    _input_kind(layer)
+    if _input_k_bit(layer) is None:
+        _input_kind(layer)
     check_activation(name_of(layer.activation))
 
 
@@ -136,6 +154,11 @@ def _conv(b: LayerBuilder, layer, x, depthwise: bool = False):
     groups = c if depthwise else int(getattr(layer, "groups", 1))
     pads = reference.explicit_padding(layer.padding, (h, w), (kh, kw), strides, dilation)
     pad_value = float(getattr(layer, "pad_values", 0.0))  # Larq's padding value (Keras: 0)
+    k_bit, source = _k_bit_input(b, layer, x)
+    if k_bit is not None:  # k-bit activations: bit-serial (or a float conv of the DoReFa values)
+        y = keras_bitserial.conv2d(b, source, k_bit, wq, bias=_bias(layer), strides=strides, dilation=dilation,
+                                   padding=pads, groups=groups, pad_value=pad_value)
+        return activation(b, y, name_of(layer.activation))
     y = None if depthwise or pad_value or _input_kind(layer) else keras_fake_quant.int8_conv(
         b, x, wq, _bias(layer), strides=strides, dilation=dilation, padding=pads, groups=groups, layer=layer.name)
     if y is None:
@@ -153,6 +176,9 @@ def _depthwise_conv(b: LayerBuilder, layer, x):
 @converter("QuantDense", "Dense", check=_check_quant_layer)
 def _dense(b: LayerBuilder, layer, x):
     wq, one_bit = _kernel(layer)
+    k_bit, source = _k_bit_input(b, layer, x)
+    if k_bit is not None:
+        return activation(b, keras_bitserial.dense(b, source, k_bit, wq, bias=_bias(layer)), name_of(layer.activation))
     y = None if _input_kind(layer) else keras_fake_quant.int8_dense(b, x, wq, _bias(layer), layer=layer.name)
     if y is None:
         y = bnn.dense(b, x, wq, alpha=_alpha(wq, one_bit), bias=_bias(layer), sign_input=_sign_input(layer),
@@ -206,12 +232,25 @@ def _activation(b: LayerBuilder, layer, x):
     return activation(b, x, name_of(layer.activation))
 
 
+def _layer_k_bit(layer) -> int | None:
+    """k for a quantizer layer computing DoReFa(k, "activations"); None for a sign or Heaviside one (anything
+    else: Unsupported)."""
+    k = keras_bitserial.k_bit_of(_evaluated(layer), getattr(layer, "precision", None))
+    if k is None:
+        _binary_kind(layer, "quantizer")
+    return k
+
+
 # Larq quantizers are Keras layers and may be applied on their own: a sign one becomes ±1 values (bnn.sign), a
-# Heaviside one {0, 1} values (bnn.heaviside), which a following ±α-kernel layer packs as its binary input.
+# Heaviside one {0, 1} values (bnn.heaviside), which a following ±α-kernel layer packs as its binary input; a
+# DoReFa one its float values, whose levels a following layer without input quantizer reads
+# (:mod:`.keras_bitserial`).
 @converter("SteSign", "ApproxSign", "SwishSign", "SteHeaviside", "MagnitudeAwareSign", "SteTern", "DoReFa",
-           check=lambda layer: _binary_kind(layer, "quantizer"))
+           check=_layer_k_bit)
 def _quantizer_layer(b: LayerBuilder, layer, x):
-    return _binary_values(b, x, _binary_kind(layer, "quantizer"))
+    k = _layer_k_bit(layer)
+    return _binary_values(b, x, _binary_kind(layer, "quantizer")) if k is None else \
+        keras_bitserial.dorefa_values(b, x, k)
 
 
 def _check_relu(layer) -> None:

@@ -12,6 +12,8 @@ every op is :mod:`bnncc.reference`; the semantics are in ``docs/semantics.md``. 
 - ``bnncc.bconv2d(x, w, post)``: packed NHWC × packed OHWI/HWIO → NHWO float32, or packed NHWC words
 - ``bnncc.bdense(x, w, post)``: packed [N, W] × packed [O, W] → [N, O] float32, or packed words
 - ``bnncc.bmaxpool2d(x)``: packed NHWC → packed NHWC (bitwise AND over the window)
+- ``bnncc.bitplanes(x)`` / ``bnncc.bsconv2d(planes, w, offset, post)``: k-bit DoReFa activations as bit-planes ×
+  binary or ternary weights → NHWO float32 (bit-serial popcounts)
 """
 
 from .bconv2d import BCONV2D, bconv2d
@@ -22,6 +24,9 @@ from .bitpack import BITPACK, bitpack
 from .bitpack import BLOCK as BITPACK_BLOCK
 from .bmaxpool2d import BLOCK as BMAXPOOL_BLOCK
 from .bmaxpool2d import BMAXPOOL2D, bmaxpool2d
+from .bsconv2d import BITPLANES, BSCONV2D, bitplanes, bsconv2d
+from .bsconv2d import BLOCK as BSCONV_BLOCK
+from .bsconv2d import PLANES_BLOCK as BITPLANES_BLOCK
 from .common import PAD_BLOCK, WORD_BITS
 from .output_transform import OUTPUT_BLOCK, output_thresholds
 
@@ -29,5 +34,6 @@ from .output_transform import OUTPUT_BLOCK, output_thresholds
 BINARY_REDUCTION_BLOCKS = (BCONV_BLOCK, BDENSE_BLOCK)
 
 __all__ = ["BCONV2D", "BCONV_BLOCK", "BDENSE", "BDENSE_BLOCK", "BINARY_REDUCTION_BLOCKS", "BITPACK", "BITPACK_BLOCK",
-           "BMAXPOOL2D", "BMAXPOOL_BLOCK", "OUTPUT_BLOCK", "PAD_BLOCK", "WORD_BITS", "bconv2d", "bdense", "bitpack",
-           "bmaxpool2d", "output_thresholds"]
+           "BITPLANES", "BITPLANES_BLOCK", "BMAXPOOL2D", "BMAXPOOL_BLOCK", "BSCONV2D", "BSCONV_BLOCK", "OUTPUT_BLOCK",
+           "PAD_BLOCK", "WORD_BITS", "bconv2d", "bdense", "bitpack", "bitplanes", "bmaxpool2d", "bsconv2d",
+           "output_thresholds"]

@@ -23,6 +23,7 @@ from .common import (
     attrs,
     copy_attrs,
     ints,
+    ohwi_kernel,
     packed_bits,
     popcount,
     popcount_as,
@@ -214,13 +215,7 @@ def bconv2d(data: relax.Expr, kernel: np.ndarray, multiplier=None, bias=None, *,
     op = OP_NAME
     dshape, ddtype = static_shape(op, "input", data)
     bits = packed_bits(op, ddtype)
-    kernel = np.asarray(kernel)
-    if kernel.ndim != 4:
-        raise OpError(op, f"kernel must be rank 4 ({kernel_layout}), got shape {kernel.shape}")
-    if kernel_layout == "HWIO":
-        kernel = kernel.transpose(3, 0, 1, 2)
-    elif kernel_layout != "OHWI":
-        raise OpError(op, f"kernel_layout must be 'HWIO' or 'OHWI', got {kernel_layout!r}")
+    kernel = ohwi_kernel(op, kernel, kernel_layout)
     o, kh, kw, cg = kernel.shape
     groups, strides, dilation = int(groups), ints(strides), ints(dilation)
     pads = explicit_window(op, dshape, padding, (kh, kw), strides, dilation)

@@ -55,6 +55,20 @@ def packed_bits(op: str, dtype: str) -> int:
     return int(dtype[4:])
 
 
+def ohwi_kernel(op: str, kernel, layout: str):
+    """A builder's rank-4 conv ``kernel`` in ``layout`` ("HWIO", Keras's, or "OHWI") as an OHWI numpy array."""
+    import numpy as np
+
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 4:
+        raise OpError(op, f"kernel must be rank 4 ({layout}), got shape {kernel.shape}")
+    if layout == "HWIO":
+        return kernel.transpose(3, 0, 1, 2)
+    if layout != "OHWI":
+        raise OpError(op, f"kernel_layout must be 'HWIO' or 'OHWI', got {layout!r}")
+    return kernel
+
+
 def register_op(name: str, num_inputs: int, infer: Callable, legalize: Callable, doc: str) -> tvm.ir.Op:
     """Register ``bnncc.<name>`` once per process with its type rule and its legalization to TE."""
     full = f"bnncc.{name}"

@@ -9,6 +9,9 @@ widening adds up to the word width, the last one accumulating (``uadalp``): 3 in
 16-bit words, 4 for 32-bit ones. armv7's NEON has the same instructions under other names (``vcnt.8``,
 ``vpaddl.u8``, ``vpadal``) and half the registers.
 
+``bnncc_neon_bs{bin,tern}_popc_acc_u{bits}x{lanes}_p{k}`` — the bit-serial update of ``bsconv2d``: the k plane
+words of one input word against the weights (and mask), their byte counts combined in bytes before one widening.
+
 The intrinsic covers the innermost (vector) loop of a conv or dense update, so its shape does not depend on the
 register tile: the default schedule and the tunable one (whose tile MetaSchedule samples and mutates) both
 tensorize with it, and a traced ``tensorize`` replays under any tile decision.
@@ -23,7 +26,8 @@ from tvm.s_tir import TensorIntrin
 from tvm.s_tir.schedule import SBlockRV
 from tvm.script import tirx as T
 
-from ..relay_ops import BINARY_REDUCTION_BLOCKS
+from ..relay_ops import BINARY_REDUCTION_BLOCKS, BSCONV_BLOCK
+from ..relay_ops.bsconv2d import PLANE_AXIS, WEIGHT_VECTORS_ATTR
 from .tiling import Family
 
 VECTOR_BITS = 128
@@ -41,8 +45,17 @@ def intrin_name(bits: int, arch: str = "aarch64") -> str:
 def _popcount_accumulate(acc, v, bits: int, arch: str):
     """acc + popcount(v) per lane: cnt .16b, then uaddlp up to the lane width, the last one fused into the add
     (LLVM selects uadalp for add(acc, uaddlp(·)))."""
-    counts = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.ctpop.v16i8"),
-                                     T.reinterpret(v, dtype="uint8x16"), dtype="uint8x16")
+    return _widen_accumulate(acc, _byte_counts(v), bits, arch)
+
+
+def _byte_counts(v):
+    """cnt .16b: the popcount of every byte of a 128-bit vector."""
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.ctpop.v16i8"),
+                                   T.reinterpret(v, dtype="uint8x16"), dtype="uint8x16")
+
+
+def _widen_accumulate(acc, counts, bits: int, arch: str):
+    """acc + the byte counts summed pairwise up to the lane width (uaddlp …, the last one uadalp)."""
     width = 8
     while width < bits:
         src, width = f"v{VECTOR_BITS // width}i{width}", width * 2
@@ -99,6 +112,8 @@ def tensorize_update(sch: s_tir.Schedule, block: SBlockRV, arch: str = "aarch64"
     is left to LLVM's vectorizer. Returns the block that now does the update (the tensorized one, if any).
     """
     name = sch.get(block).name_hint
+    if name.startswith(BSCONV_BLOCK):
+        return _tensorize_bsconv(sch, block, arch)
     dtype = str(sch.get(block).writes[0].source.ty.dtype)
     if not name.startswith(BINARY_REDUCTION_BLOCKS) or not dtype.startswith("uint"):
         return block
@@ -114,6 +129,89 @@ def tensorize_update(sch: s_tir.Schedule, block: SBlockRV, arch: str = "aarch64"
     try:
         sch.tensorize(tile, intrin_name(bits, arch))
     except s_tir.ScheduleError:  # e.g. popcounts widened to a larger accumulator type: not this intrinsic
+        pass
+    return tile
+
+
+# ------------------------------------------------- the bit-serial update of bsconv2d (k-bit activation planes)
+# acc[i] += Σ_p popcount((x[p] ∧ m[i]) ⊕ w[i]) << p over the k planes of one input word: the planes' byte counts
+# are combined in bytes (≤ 8·(2^k − 1) ≤ 255 for k ≤ 5) and widened once, so a 2-plane step is 2 eor + 2 cnt +
+# shl + add + one widening chain instead of two.
+MAX_BS_PLANES = 5
+
+
+def bs_intrin_name(bits: int, planes: int, masked: bool) -> str:
+    return f"bnncc_neon_bs{'tern' if masked else 'bin'}_popc_acc_u{bits}x{VECTOR_BITS // bits}_p{planes}"
+
+
+def _bs_intrin(bits: int, planes: int, masked: bool, arch: str) -> tuple:
+    """The weights are one region [sign] or [sign; mask] × lanes (the weight planes of the packed constant)."""
+    lanes = VECTOR_BITS // bits
+    word = f"uint{bits}"
+    vec = f"{word}x{lanes}"
+    wp = 2 if masked else 1
+
+    def term(x, w, m):
+        return x & m ^ w if masked else x ^ w
+
+    @T.prim_func(s_tir=True)
+    def desc(acc: T.Buffer((lanes,), word, offset_factor=1), xw: T.Buffer((planes,), word, offset_factor=1),
+             wm: T.Buffer((wp, lanes), word, offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(acc[0:lanes], xw[0:planes], wm[0:wp, 0:lanes])
+            T.writes(acc[0:lanes])
+            for p in T.serial(T.int64(planes)):
+                for i in T.vectorized(T.int64(lanes)):
+                    with T.sblock("update"):
+                        vi, vp = T.axis.remap("SR", [i, p])  # the order of the conv block's vars
+                        acc[vi] = acc[vi] + (T.popcount(term(xw[vp], wm[0, vi], wm[wp - 1, vi])) << T.Cast(word, vp))
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, x: T.handle, w: T.handle) -> None:
+        s0 = T.int32()
+        acc = T.match_buffer(a, (lanes,), word, offset_factor=1)
+        xw = T.match_buffer(x, (planes,), word, offset_factor=1)
+        wm = T.match_buffer(w, (wp, lanes), word, offset_factor=1, strides=[s0, 1])
+        with T.sblock("root"):
+            T.reads(acc[0:lanes], xw[0:planes], wm[0:wp, 0:lanes])
+            T.writes(acc[0:lanes])
+            wv = wm.vload([0, 0], vec)
+            mv = wm.vload([wp - 1, 0], vec)
+            counts = _byte_counts(term(T.Broadcast(xw[0], lanes), wv, mv))
+            for p in range(1, planes):
+                counts = counts + (_byte_counts(term(T.Broadcast(xw[p], lanes), wv, mv)) << T.Broadcast(T.uint8(p), 16))
+            acc.vstore([0], _widen_accumulate(acc.vload([0], vec), counts, bits, arch))
+
+    return desc, impl
+
+
+def _register_bs(bits: int, planes: int, masked: bool, arch: str) -> str:
+    name = bs_intrin_name(bits, planes, masked) + ("" if arch == "aarch64" else "_" + arch)
+    if TensorIntrin.get(name, allow_missing=True) is None:
+        TensorIntrin.register(name, *_bs_intrin(bits, planes, masked, arch))
+    return name
+
+
+def _tensorize_bsconv(sch: s_tir.Schedule, block: SBlockRV, arch: str) -> SBlockRV:
+    """The plane loop moved just above the lane loop, and the two tensorized with the bit-serial intrinsic."""
+    dtype = str(sch.get(block).writes[0].source.ty.dtype)
+    loops = sch.get_loops(block)
+    plane = next((lp for lp in loops if sch.get(lp).loop_var.name == PLANE_AXIS), None)
+    if plane is None or not dtype.startswith("uint"):
+        return block
+    bits, planes = int(dtype[4:]), int(sch.get(plane).extent)
+    if bits not in WORD_BITS or int(sch.get(loops[-1]).extent) != VECTOR_BITS // bits or planes > MAX_BS_PLANES:
+        return block
+    masked = int(sch.get(block).annotations.get(WEIGHT_VECTORS_ATTR, 1)) == 2
+    inner = [lp for lp in loops[loops.index(plane) + 1:-1]]
+    try:
+        sch.reorder(*inner, plane)
+        tile = sch.blockize(plane)
+    except s_tir.ScheduleError:
+        return block
+    try:
+        sch.tensorize(tile, _register_bs(bits, planes, masked, arch))
+    except s_tir.ScheduleError:
         pass
     return tile
 

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from tvm import s_tir, tirx
 
 from ..relay_ops import BINARY_REDUCTION_BLOCKS as _BINARY
-from ..relay_ops import BITPACK_BLOCK, BMAXPOOL_BLOCK, PAD_BLOCK
+from ..relay_ops import BITPACK_BLOCK, BITPLANES_BLOCK, BMAXPOOL_BLOCK, BSCONV_BLOCK, PAD_BLOCK
+from ..relay_ops.bsconv2d import LEVELS_BLOCK, WEIGHT_VECTORS_ATTR
 from .bitpack_intrin import WORD_BITS, bitpack_intrin_name
 
-# Reduction blocks scheduled as (pixels × output channels) register tiles: bnncc's binary kernels, and TOPI's
-# float conv / depthwise conv / dense (HWIO and [K, O] weights keep output channels contiguous too).
-CONV_BLOCKS = (*_BINARY, "conv2d_nhwc", "group_conv2d_nhwc", "matmul")
-ELEMENTWISE_BLOCKS = (BITPACK_BLOCK, BMAXPOOL_BLOCK)
+# Reduction blocks scheduled as (pixels × output channels) register tiles: bnncc's binary and bit-serial kernels,
+# and TOPI's float conv / depthwise conv / dense (HWIO and [K, O] weights keep output channels contiguous too).
+CONV_BLOCKS = (*_BINARY, BSCONV_BLOCK, "conv2d_nhwc", "group_conv2d_nhwc", "matmul")
+ELEMENTWISE_BLOCKS = (BITPACK_BLOCK, BITPLANES_BLOCK, BMAXPOOL_BLOCK)
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,17 @@ def pixel_tiles(rows: int, cols: int) -> list[int]:
                   {cols * k for k in range(1, rows + 1) if rows % k == 0})
 
 
-def default_conv_tile(tiles: list[int], channels: int, lanes: int, registers: int) -> ConvTile:
-    """Largest register tile xb·nv ≤ registers with xb from ``tiles``, preferring wide nv."""
+def default_conv_tile(tiles: list[int], channels: int, lanes: int, registers: int, weight_vectors: int = 1
+                      ) -> ConvTile:
+    """Largest register tile xb·nv ≤ registers with xb from ``tiles``, preferring wide nv. An update reading
+    more than one weight vector per channel vector (a ternary bsconv: sign and mask) keeps the extra ones in
+    registers too: xb·nv + (weight_vectors − 1)·nv ≤ registers."""
     best, best_key = ConvTile(1, 1), (0, 0)
     vectors = channels // lanes
     for nv in range(1, min(vectors, 8) + 1):
         if vectors % nv:
             continue
-        fits = [xb for xb in tiles if xb * nv <= registers]
+        fits = [xb for xb in tiles if (xb + weight_vectors - 1) * nv <= registers]
         if not fits:
             continue
         xb = max(fits)
@@ -149,7 +153,8 @@ def schedule_conv(sch: s_tir.Schedule, conv, family: Family, tile: ConvTile | No
         co, cv = sch.split(cvec, sch.sample_perfect_tile(cvec, n=2, max_innermost_factor=8))
     else:
         tiles = pixel_tiles(1 if y is None else _extent(y, sch), _extent(x, sch))
-        tile = tile or default_conv_tile(tiles, channels, lanes, family.registers)
+        weight_vectors = int(sch.get(conv).annotations.get(WEIGHT_VECTORS_ATTR, 1))
+        tile = tile or default_conv_tile(tiles, channels, lanes, family.registers, weight_vectors)
         if family.tile_within_rows and y is not None and _extent(x, sch) % tile.xb == 0:
             outer, pix = [*outer, y], x
         else:
@@ -211,6 +216,14 @@ def schedule_elementwise(sch: s_tir.Schedule, name: str) -> None:
         sch.compute_inline(pad)
     if name == BITPACK_BLOCK:
         _tensorize_bitpack(sch, blk)
+    levels = find_block(sch, LEVELS_BLOCK)
+    if name == BITPLANES_BLOCK and levels is not None:  # the levels of a pixel's channels, just before they pack
+        at = sch.get_loops(blk)[0]
+        sch.compute_at(levels, at, preserve_unit_loops=True)
+        own = sch.get_loops(levels)
+        own = own[[sch.get(lp).same_as(sch.get(at)) for lp in own].index(True) + 1:]
+        if own:
+            sch.vectorize(sch.split(own[-1], [None, _pow2_divisor(_extent(own[-1], sch), 16)])[-1])
 
 
 def _tensorize_bitpack(sch: s_tir.Schedule, blk) -> None:

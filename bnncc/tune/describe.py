@@ -10,12 +10,12 @@ import numpy as np
 import tvm
 from tvm import s_tir, tirx
 
-from bnncc.relay_ops import BCONV_BLOCK, BDENSE_BLOCK, OUTPUT_BLOCK
+from bnncc.relay_ops import BCONV_BLOCK, BDENSE_BLOCK, BSCONV_BLOCK, OUTPUT_BLOCK
 from bnncc.schedules import CONV_BLOCKS, is_conv_like, output_dtype
 
-_BLOCK_NAMES = {BCONV_BLOCK: "bconv", BDENSE_BLOCK: "bdense", "conv2d_nhwc": "conv",
+_BLOCK_NAMES = {BCONV_BLOCK: "bconv", BDENSE_BLOCK: "bdense", BSCONV_BLOCK: "bsconv", "conv2d_nhwc": "conv",
                 "group_conv2d_nhwc": "gconv", "matmul": "dense"}
-_BINARY_BLOCKS = (BCONV_BLOCK, BDENSE_BLOCK)
+_BINARY_BLOCKS = (BCONV_BLOCK, BDENSE_BLOCK, BSCONV_BLOCK)  # a bsconv's "MACs" are its k·MACs 1-bit ones
 
 
 def normalize(func: tirx.PrimFunc) -> tvm.IRModule:

@@ -15,7 +15,7 @@ from tvm.s_tir import TensorIntrin
 from bnncc import device, pipeline, reference, targets, tune
 from bnncc.relay_ops import bconv2d, bdense, bitpack
 from bnncc.schedules import arm_neon as arm
-from bnncc.testing import compile_graph
+from bnncc.testing import compile_graph, graph_module
 
 arm64_env = device.pytest_fixtures(scope="module")[0]
 AARCH64_CNT = re.compile(r"\bcnt\s+v\d+\.16b\b")
@@ -130,3 +130,29 @@ def test_tensorized_bdense_bit_exact_under_qemu(arm64_env, tmp_path):
     got = device.run_deploy_app(exe.export_library(tmp_path / "bdense.so"), [x], arch="aarch64").output
     want = reference.bdense_acc(reference.binarize(x), reference.binarize(kernel.T))
     assert np.array_equal(got, want.astype(np.float32))
+
+
+@pytest.mark.parametrize(("weights", "k_bit", "bits", "hw", "cin", "cout"),
+                         [("binary", 2, 16, (9, 7), 70, 48), ("ternary", 2, 16, (5, 6), 64, 24),
+                          ("ternary", 3, 32, (4, 5), 40, 16)],
+                         ids=["2A1W-u16-9x7x70-48", "2A2W-u16-5x6x64-24", "3A2W-u32-4x5x40-16"])
+def test_tensorized_bsconv_bit_exact_under_qemu(arm64_env, weights, k_bit, bits, hw, cin, cout, tmp_path):
+    """The bit-serial update (planes combined in bytes) is the default aarch64 schedule and exact under qemu."""
+    from bnncc.relay_ops import bsconv2d
+
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-0.2, 1.2, (1, *hw, cin)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, cin, cout)).astype(np.float32)
+    kernel[np.abs(kernel) < (0.6 if weights == "ternary" else 0)] = 0.0
+    levels = reference.dorefa_levels(x, k_bit)
+    xp = reference.bitplanes(levels, k_bit, bits)
+    body = lambda bb, xp: bsconv2d(xp, kernel, k_bit=k_bit, weights=weights, padding="same")  # noqa: E731
+    mod = tune.extract_tasks(graph_module(body, (xp.shape, xp.dtype.name)), "rasp4")[0].mod
+    schedule = tune.default_schedule(mod, targets.get_target("rasp4").tvm_target())
+    assert _tensorizes(schedule.trace) == [arm.bs_intrin_name(bits, k_bit, weights == "ternary")]
+    exe = compile_graph(body, (xp.shape, xp.dtype.name), target="rasp4")
+    got = device.run_deploy_app(exe.export_library(tmp_path / "bsconv.so"), [xp], arch="aarch64").output
+    w = kernel.transpose(3, 0, 1, 2)
+    w_int = reference.binarize(w) if weights == "binary" else np.sign(w).astype(np.int8)
+    acc = reference.bsconv2d_acc(levels, w_int, padding="same")
+    assert np.array_equal(got, acc.astype(np.float32)), f"{np.count_nonzero(got != acc)} accumulators differ"
