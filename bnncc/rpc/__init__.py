@@ -1,7 +1,8 @@
 """Compiled models on remote devices through TVM's RPC tracker, and the tracker/server fleet itself.
 
 * :mod:`bnncc.rpc.remote`: run/time a compiled model on a device (``bnncc run --rpc``): :func:`run_remote`,
-  :func:`time_remote`, :func:`time_kernels_remote`, :func:`remote_signature`, :func:`connect`, :class:`RemoteError`; :func:`library_arch`.
+  :func:`time_remote`, :func:`connect`, :class:`RemoteError`; :func:`library_arch`; its kernels one by one
+  (``bnncc profile --rpc``): :func:`time_kernels_remote`, :func:`remote_signature`.
 * :mod:`bnncc.rpc.tracker`: the tracker protocol, bounded in time (:func:`tracker_summary`,
   :func:`request_session`, :func:`servers`, ...) and :func:`start_tracker`; :class:`RpcError`.
 * :mod:`bnncc.rpc.process`: the fleet's background processes (:func:`free_port`, :func:`spawn`,
