@@ -6,6 +6,7 @@ and there is no traceback. Slow: a tuning run through RPC takes a minute or two 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -46,6 +47,24 @@ def _tune(model: Path, addr: str, log: Path, session_timeout: int) -> subprocess
                             cwd=log.parent)
 
 
+@contextlib.contextmanager
+def _fleet(tmp_path: Path):
+    """A tracker and a server on 127.0.0.1; yields (address, processes): a test puts its tuner in ``procs`` and
+    may replace the tracker; all are stopped at the end."""
+    procs: dict[str, subprocess.Popen | None] = {}
+    procs["tracker"], addr = start_tracker(log_path=tmp_path / "tracker.log")
+    procs["server"] = rpc_cli.start_server(addr, KEY, log_path=tmp_path / "server.log")
+    try:
+        yield addr, procs
+    finally:
+        tuner = procs.get("tuner")
+        if tuner is not None and tuner.poll() is None:
+            tuner.kill()
+            tuner.wait()
+        rpc_cli.stop(procs["server"])
+        rpc_cli.stop(procs["tracker"])
+
+
 def _databases(log: Path) -> list[Path]:
     return [d / f for d in (log / T.TRIALS_DIR, log) for f in (T.WORKLOAD_FILE, T.RECORD_FILE)]
 
@@ -70,30 +89,21 @@ def _check_kept_and_readable(log: Path, before: dict[Path, list[bytes]]) -> None
 def test_tracker_restart_during_tuning_loses_no_record(model_dir, tmp_path):
     log = tmp_path / "log"
     trials_db = log / T.TRIALS_DIR / T.RECORD_FILE
-    tracker, addr = start_tracker(log_path=tmp_path / "tracker.log")
-    server = rpc_cli.start_server(addr, KEY, log_path=tmp_path / "server.log")
-    tuner = None
-    try:
-        tuner = _tune(model_dir / "tiny.h5", addr, log, 30)
+    with _fleet(tmp_path) as (addr, procs):
+        tuner = procs["tuner"] = _tune(model_dir / "tiny.h5", addr, log, 30)
         deadline = time.monotonic() + 240
         while not _lines(trials_db) and time.monotonic() < deadline and tuner.poll() is None:
             time.sleep(0.1)
         assert _lines(trials_db), f"no trial recorded before the kill: {tuner.poll()} {tuner.stderr.read()}"
-        rpc_cli.stop(tracker)  # SIGKILL, mid-run: the default and tuned schedules are still to be timed
+        rpc_cli.stop(procs["tracker"])  # SIGKILL, mid-run: the default and tuned schedules are still to be timed
         before = {p: _lines(p) for p in _databases(log)}
         time.sleep(OUTAGE_S)
-        tracker, _ = start_tracker(port=split_addr(addr)[1], log_path=tmp_path / "tracker2.log")
+        procs["tracker"], _ = start_tracker(port=split_addr(addr)[1], log_path=tmp_path / "tracker2.log")
         t0 = time.monotonic()
         while not _registered(addr) and time.monotonic() - t0 < 30:
             time.sleep(0.2)
         assert _registered(addr), "the server did not register with the restarted tracker"
         out, err = tuner.communicate(timeout=400)
-    finally:
-        if tuner is not None and tuner.poll() is None:
-            tuner.kill()
-            tuner.wait()
-        rpc_cli.stop(server)
-        rpc_cli.stop(tracker)
     assert tuner.returncode == 0 and "Traceback" not in err, err[-3000:]
     assert json.loads(out.splitlines()[-1])["tasks"] == 1
     assert "committed" in err or "default kept" in err
@@ -102,26 +112,17 @@ def test_tracker_restart_during_tuning_loses_no_record(model_dir, tmp_path):
 
 def test_tracker_gone_for_good_ends_in_one_error_line(model_dir, tmp_path):
     log = tmp_path / "log"
-    tracker, addr = start_tracker(log_path=tmp_path / "tracker.log")
-    server = rpc_cli.start_server(addr, KEY, log_path=tmp_path / "server.log")
-    tuner = None
-    try:
-        tuner = _tune(model_dir / "tiny.h5", addr, log, 10)
+    with _fleet(tmp_path) as (addr, procs):
+        tuner = procs["tuner"] = _tune(model_dir / "tiny.h5", addr, log, 10)
         seen = []
         for line in tuner.stderr:  # the search is starting: kill the tracker before its trials are measured
             seen.append(line)
             if "trial(s) to run" in line:
                 break
         assert seen and "trial(s) to run" in seen[-1], "".join(seen)
-        rpc_cli.stop(tracker)
+        rpc_cli.stop(procs["tracker"])
         before = {p: _lines(p) for p in _databases(log)}
         out, err = tuner.communicate(timeout=400)
-    finally:
-        if tuner is not None and tuner.poll() is None:
-            tuner.kill()
-            tuner.wait()
-        rpc_cli.stop(server)
-        rpc_cli.stop(tracker)
     errors = [ln for ln in err.splitlines() if ln.startswith("bnncc: error:")]
     assert tuner.returncode == 2 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
     assert "cannot reach the RPC tracker" in errors[0] and "rerun" in errors[0]
