@@ -23,9 +23,12 @@ from .results import collect_meta, print_table, write_results
 from .timing import median_times
 
 NETWORKS = ("quicknet_small", "quicknet", "birealnet18")
+MD_COLUMNS = ["network", "input", ".tflite / Keras", "LCE / Keras", "binary ops Keras/.tflite",
+              "float ops Keras/.tflite", "rel err .tflite vs Keras", "rel err Keras vs LCE",
+              "output shapes Keras/.tflite/LCE"]
 COLUMNS = ["network", "input", "Keras import ms", ".tflite import ms", "LCE ms", ".tflite / Keras",
            "LCE / Keras", "binary ops Keras/.tflite", "float ops Keras/.tflite", "rel err .tflite vs Keras",
-           "rel err Keras vs LCE"]
+           "rel err Keras vs LCE", "output shapes Keras/.tflite/LCE"]
 
 
 def zoo_entries(names: Sequence[str], input_size: int = 224, seed: int = 0) -> list[tuple[str, object]]:
@@ -59,7 +62,10 @@ def bench_frontends(entries: Sequence[tuple[str, object]], *, repeats: int = 30,
         runners = {"keras": BnnccRunner(from_keras), "tflite": BnnccRunner(from_tflite),
                    "lce": LceRunner(None, 1, True, flatbuffer=flatbuffer)}
         x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-        outs = {k: r(x) for k, r in runners.items()}
+        outs = {k: np.asarray(r(x)) for k, r in runners.items()}
+        shapes = {k: tuple(o.shape) for k, o in outs.items()}
+        # compared as flat vectors: a .tflite may keep a model's trailing 1×1 spatial dims (recorded in the row)
+        outs = {k: o.reshape(-1) for k, o in outs.items()}
         ms = median_times(runners, x, repeats, warmup, burst_ms)
         rows.append({
             "network": name, "input": "x".join(map(str, shape[1:])), "Keras import ms": ms["keras"],
@@ -69,6 +75,7 @@ def bench_frontends(entries: Sequence[tuple[str, object]], *, repeats: int = 30,
             "float ops Keras/.tflite": f"{from_keras.stats.get('float_ops')}/{from_tflite.stats.get('float_ops')}",
             "rel err .tflite vs Keras": rel_err(outs["tflite"], outs["keras"]),
             "rel err Keras vs LCE": rel_err(outs["keras"], outs["lce"]),
+            "output shapes Keras/.tflite/LCE": " / ".join("x".join(map(str, v)) for v in shapes.values()),
         })
         print_table([_display(rows[-1])], COLUMNS)
     return rows
@@ -77,6 +84,34 @@ def bench_frontends(entries: Sequence[tuple[str, object]], *, repeats: int = 30,
 def _display(row: dict) -> dict:
     return {k: (f"{v:.1e}" if k.startswith("rel err") else f"{v:.3f}" if isinstance(v, float) else v)
             for k, v in row.items()}
+
+
+def notes(meta: dict) -> list[str]:
+    """What the results file says about how it was measured (from its metadata)."""
+    load = {k: tuple(round(v, 2) for v in meta[k]) for k in ("loadavg_before", "loadavg_after")}
+    return [
+        f"Medians of {meta['repeats']} rounds after {meta['warmup']} warm-up rounds, 1 thread; the three contenders "
+        f"interleaved round-robin in one process, each sample the median of a warm burst of about "
+        f"{meta['burst_ms']:g} ms. bnncc: one Relax VM call (input already a TVM tensor); LCE: its Python predict "
+        "(Invoke + input/output copies) of the same .tflite bnncc imported, indirect BGEMM.",
+        "Keras import: bnncc.compile(keras_model); .tflite import: bnncc.compile(path) of "
+        "larq_compute_engine.convert_keras_model(keras_model); both with the committed tuning log of this CPU "
+        f"({meta['tuning_log']}). Seeded random weights with calibrated BatchNorm (bnncc.models.build).",
+        "The machine is shared (2 vCPUs, other jobs running): only ratios of times measured side by side are "
+        f"shown (the JSON has the milliseconds). Load average (1, 5, 15 min) before {load['loadavg_before']}, "
+        f"after {load['loadavg_after']}.",
+        "binary/float ops: counted after bnncc's graph phase (Executable.stats). rel err: max |a − b| / max |b| "
+        "of the flattened outputs on one N(0, 1) input, reported, not asserted.",
+    ]
+
+
+def write(base: Path, rows: Sequence[dict], meta: dict) -> None:
+    """``base``.md (ratios only) and ``base``.json (everything)."""
+    title = "bnncc: the same network through the Keras and the LCE .tflite frontends"
+    write_results(base.with_name(base.name + ".md"), None, [_display(r) for r in rows], meta, columns=MD_COLUMNS,
+                  title=title, notes=notes(meta))
+    write_results(None, base.with_name(base.name + ".json"), rows, meta, columns=COLUMNS, title=title,
+                  notes=notes(meta))
 
 
 def main(argv: list[str] | None = None, *, default_out: Path | None = None) -> int:
@@ -111,24 +146,7 @@ def main(argv: list[str] | None = None, *, default_out: Path | None = None) -> i
                             tuning_log=args.tuning_log, tvm=tvm.__version__, target=str(R.tvm_target()),
                             isa_path=roof.isa_path, roofline_gmacs={1: round(roof.gmacs, 1)},
                             loadavg_before=load_before, loadavg_after=os.getloadavg())
-        notes = [
-            f"Medians of {args.repeats} rounds after {args.warmup} warm-up rounds, 1 thread; the three contenders "
-            f"interleaved round-robin in one process, each sample the median of a warm burst of about "
-            f"{args.burst_ms:g} ms. bnncc: one Relax VM call (input already a TVM tensor); LCE: its Python predict "
-            "(Invoke + input/output copies) of the same .tflite bnncc imported, indirect BGEMM.",
-            "Keras import: bnncc.compile(keras_model); .tflite import: bnncc.compile(path) of "
-            "larq_compute_engine.convert_keras_model(keras_model); both with the committed tuning log of this CPU "
-            f"({args.tuning_log}). Seeded random weights with calibrated BatchNorm (bnncc.models.build).",
-            "The machine is shared (2 vCPUs, other jobs running): compare the ratios, measured side by side, not the "
-            f"absolute times. Load average (1, 5, 15 min) before {tuple(round(v, 2) for v in load_before)}, after "
-            f"{tuple(round(v, 2) for v in os.getloadavg())}.",
-            "binary/float ops: counted after bnncc's graph phase (Executable.stats). rel err: max |a − b| / max |b| "
-            "on one N(0, 1) input, reported, not asserted.",
-        ]
         base = Path(args.out)
-        write_results(base.with_name(base.name + ".md"), None, [_display(r) for r in rows], meta, columns=COLUMNS,
-                      title="bnncc: the same network through the Keras and the LCE .tflite frontends", notes=notes)
-        write_results(None, base.with_name(base.name + ".json"), rows, meta, columns=COLUMNS,
-                      title="bnncc: the same network through the Keras and the LCE .tflite frontends", notes=notes)
+        write(base, rows, meta)
         print(f"wrote {base}.md and {base}.json")
     return 0
