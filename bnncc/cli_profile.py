@@ -11,6 +11,8 @@ from .cli_common import remote_options as _remote_options
 from .cli_common import say as _say
 from .errors import BnnccError
 
+REMOTE_MAX_THREADS = 256
+
 
 def _compiled(spec: str, target: str, input_size: int | None):
     """A compiled .so, or a model/zoo name compiled now: (Executable, display name)."""
@@ -29,10 +31,7 @@ def cmd_profile(args) -> int:
     from .targets import get_target
 
     spec = get_target(args.target)
-    emulated = not spec.is_native
-    if args.rpc:
-        raise BnnccError("profile --rpc is not implemented yet: profile on this machine, or --target aarch64 for "
-                         "instruction counts on the emulated aarch64 device")
+    emulated = not spec.is_native and not args.rpc
     if emulated and spec.arch != "aarch64":
         raise BnnccError(f"profile runs on this machine or on the emulated aarch64 device; {spec.name} is "
                          f"{spec.arch}")
@@ -40,6 +39,13 @@ def cmd_profile(args) -> int:
         raise BnnccError("--target aarch64 profiles a model compiled now: give the model, not a .so")
     if args.repeats < 1:
         raise BnnccError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.rpc:
+        from .rpc import split_addr
+
+        split_addr(args.rpc)
+        if args.threads is not None and not 1 <= args.threads <= REMOTE_MAX_THREADS:
+            # the device's cores are not known here: a bound against a typo (100000 threads hang a runtime)
+            raise BnnccError(f"--threads must be between 1 and {REMOTE_MAX_THREADS}, got {args.threads}")
     out = Path(args.out) if args.out else None
     if out is not None:
         from .runtime import check_writable
@@ -49,6 +55,13 @@ def cmd_profile(args) -> int:
         from .profile.plots import pyplot
 
         pyplot()  # fail now, not after the measurement, when matplotlib is missing
+    if args.rpc:
+        from .profile import format_profile
+
+        p = _profile_remote(args)
+        print(format_profile(p, top=args.top))
+        _write(p, out, args.no_plots)
+        return 0
     exe, name = _compiled(args.model, args.target, args.input_size)
     from .profile import format_insn_profile, format_profile, profile, profile_emulated
 
@@ -66,17 +79,38 @@ def cmd_profile(args) -> int:
              "runs")
         p = profile(exe, threads=args.threads, repeats=args.repeats)
         print(format_profile(p, top=args.top))
+    _write(p, out, args.no_plots)
+    return 0
+
+
+def _profile_remote(args) -> dict:
+    """``profile --rpc``: a .so as given, or the model compiled now for --target, timed on the device."""
+    import tempfile
+
+    from .profile import profile_remote
+
+    timing = dict(threads=args.threads, repeats=args.repeats, session_timeout=args.session_timeout)
+    if args.model.endswith(".so"):
+        _say(f"bnncc: profiling {args.model} on {args.key!r} ({args.rpc}): each kernel timed alone there")
+        return profile_remote(args.model, args.rpc, args.key, **timing)
+    exe, name = _compiled(args.model, args.target, args.input_size)
+    with tempfile.TemporaryDirectory(prefix="bnncc-profile-") as td:
+        lib = exe.export_library(Path(td) / f"{name}.so")
+        _say(f"bnncc: profiling {name} on {args.key!r} ({args.rpc}): each kernel timed alone there")
+        return profile_remote(lib, args.rpc, args.key, signature=exe.signature, **timing)
+
+
+def _write(p: dict, out: Path | None, no_plots: bool) -> None:
     if out is not None:
         from .tune.util import atomic_write
 
         atomic_write(out.with_name(out.name + ".json"), json.dumps(p, indent=1, default=float) + "\n")
         written = [out.with_name(out.name + ".json")]
-        if not args.no_plots:
+        if not no_plots:
             from .profile.plots import write_charts
 
             written += write_charts(p, out)
         _say(f"bnncc: wrote {', '.join(str(w) for w in written)}")
-    return 0
 
 
 def cmd_analyze(args) -> int:
@@ -103,8 +137,10 @@ def add_profile_parsers(sub) -> None:
                                         "the roofline, share; table, JSON and charts")
     pr.add_argument("model", help="a compiled .so, a .h5/.keras file, a SavedModel directory, or a zoo name")
     pr.add_argument("--target", default="host", choices=target_names())
-    _remote_options(pr, "profile on a remote device (not implemented yet; --target aarch64 counts instructions "
-                        "per kernel on the emulated device)")
+    _remote_options(pr, "time each kernel on a remote device, alone on tensors of its argument shapes (without "
+                        "--rpc, --target aarch64 counts instructions per kernel on the emulated device)")
+    pr.add_argument("--session-timeout", type=float, default=120.0, help="with --rpc: seconds the device may take "
+                                                                         "for the whole profile (default 120)")
     pr.add_argument("--threads", type=int, help="TVM threads (default: every core this process may use)")
     pr.add_argument("--repeats", type=int, default=30, help="instrumented and plain runs each (default 30)")
     pr.add_argument("--input-size", type=int, help="input height/width for zoo models (default 224)")

@@ -17,7 +17,8 @@ writes the module after each phase to ``DIR/NN-<phase>.py``):
     schedule           bnncc's default schedules for the other PrimFuncs (bnncc.schedules, per target family)
     signature          the model's signature recorded in the library (function ``bnncc_signature``)
     vm                 Relax VM lowering: dataflow lowering, memory planning, shape lowering; the memory plan's
-                       activation bytes and the weight bytes recorded (``stats["memory"]``, also in the signature)
+                       activation bytes and the weight bytes recorded (``stats["memory"]``, also in the signature),
+                       and each kernel call's argument shapes (``stats["kernels"][i]["args"]``)
 
 Source-layer attribution (what ``bnncc profile`` reports): every call carries the layers it computes in its span,
 through every phase up to FuseTIR (:mod:`bnncc.provenance`).
@@ -146,7 +147,9 @@ def _with_signature(mod: tvm.IRModule, name: str, text: str) -> tvm.IRModule:
 def _record_lowered(mod: tvm.IRModule, c: Compilation) -> tvm.IRModule:
     """The kernels that still run after VM lowering, and the memory plan, into the stats and the signature."""
     if "kernels" in c.stats:
-        c.stats["kernels"] = provenance.align(c.stats["kernels"], provenance.lowered_kernel_calls(mod))
+        kernels = provenance.align(c.stats["kernels"], provenance.lowered_kernel_calls(mod))
+        c.stats["kernels"] = [{**k, "args": a} for k, a in zip(kernels, provenance.lowered_kernel_args(mod),
+                                                                 strict=True)]
     c.stats["memory"] = memory.planned(mod)
     if SIGNATURE_FUNC in [gv.name_hint for gv in mod.get_global_vars()]:
         sig = c.stats["signature"]

@@ -224,10 +224,28 @@ def is_view(mod: tvm.IRModule, kernel: str) -> bool:
     return bool(relax.analysis.has_reshape_pattern(mod[kernel]))
 
 
+def _lowered_kernel_bindings(mod: tvm.IRModule) -> list:
+    return [b for b in _bindings(mod["main"]) if isinstance(b.value, relax.Call) and
+            isinstance(b.value.op, tvm.ir.GlobalVar) and isinstance(mod[b.value.op], tirx.PrimFunc)]
+
+
 def lowered_kernel_calls(mod: tvm.IRModule) -> list[str]:
     """The PrimFuncs the VM-lowered ``main`` calls, in order."""
-    return [b.value.op.name_hint for b in _bindings(mod["main"]) if isinstance(b.value, relax.Call) and
-            isinstance(b.value.op, tvm.ir.GlobalVar) and isinstance(mod[b.value.op], tirx.PrimFunc)]
+    return [b.value.op.name_hint for b in _lowered_kernel_bindings(mod)]
+
+
+def lowered_kernel_args(mod: tvm.IRModule) -> list[list[dict[str, Any] | None]]:
+    """The arguments of each kernel call of the VM-lowered ``main`` (inputs, weights, outputs), in order:
+    ``{"shape": [...], "dtype": ...}`` per static tensor, None for anything else. ``bnncc profile --rpc`` times
+    each kernel on the device with tensors of these shapes."""
+    def arg(a) -> dict[str, Any] | None:
+        ty = getattr(a, "ty", None)
+        shape = getattr(ty, "shape", None) if isinstance(ty, relax.TensorType) else None
+        if shape is None or not all(isinstance(d, tirx.IntImm) for d in shape):
+            return None
+        return {"shape": [int(d) for d in shape], "dtype": str(ty.dtype)}
+
+    return [[arg(a) for a in b.value.args] for b in _lowered_kernel_bindings(mod)]
 
 
 def align(sites: list[dict[str, Any]], calls: list[str]) -> list[dict[str, Any]]:

@@ -3,6 +3,9 @@
 :func:`profile` runs a compiled model with its kernels timed in place (:mod:`.measure`), measures this machine's
 binary and float roofline at the same thread count, and joins both with the kernel-to-layer table the library
 records (:mod:`bnncc.provenance`) into :func:`.report.build_profile`'s dict; :mod:`.plots` draws it.
+:func:`profile_remote` does the same on a device behind a TVM RPC tracker, each kernel timed there in isolation
+(:func:`bnncc.rpc.remote.time_kernels_remote`); :func:`profile_emulated` counts instructions on the emulated
+aarch64 device instead.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 from .report import build_insn_profile, build_profile, format_insn_profile, format_profile, kernel_record
 
 __all__ = ["build_insn_profile", "build_profile", "format_insn_profile", "format_profile", "measure_roofline",
-           "profile", "profile_emulated"]
+           "profile", "profile_emulated", "profile_remote"]
 
 
 def measure_roofline(threads: int) -> dict[str, float]:
@@ -73,3 +76,35 @@ def profile_emulated(executable) -> dict[str, Any]:
     target = executable.target
     return build_insn_profile(sig, counts, collect_meta(1, device="qemu-aarch64 (emulated)",
                                                         target_description=target.description if target else None))
+
+
+def profile_remote(library, tracker: str, key: str, inputs: Sequence[np.ndarray] | None = None, *,
+                   signature: dict[str, Any] | None = None, threads: int | None = None, repeats: int = 20,
+                   session_timeout: float = 120.0, request_timeout: float = 60.0) -> dict[str, Any]:
+    """The per-layer profile of the compiled library ``library`` (a path) on the device registered as ``key`` at
+    the tracker ``HOST:PORT``. Unlike :func:`profile`, each kernel is timed alone on the device (TVM's time
+    evaluator on random tensors of its argument shapes, repeated back-to-back: caches warm), not in place; the
+    whole model is timed there too. No roofline is measured on the device (no fractions of it). ``signature``:
+    the library's (default: read on the device)."""
+    from ..compare.results import collect_meta
+    from ..errors import BnnccError
+    from ..rpc.remote import remote_signature, time_kernels_remote
+    from .measure import Timings
+
+    timeouts = {"session_timeout": session_timeout, "request_timeout": request_timeout}
+    sig = signature or remote_signature(library, tracker, key, **timeouts)
+    kernels = kernel_record(sig)
+    for k in kernels:
+        if "args" not in k:
+            raise BnnccError("this library records no kernel argument shapes (built by an older bnncc): recompile "
+                             "it to profile it over RPC")
+        if None in k["args"]:
+            raise BnnccError(f"kernel {k['kernel']} takes an argument that is not a static tensor: it cannot be "
+                             "timed alone on a device")
+    res = time_kernels_remote(library, inputs if inputs is not None else _random_inputs(sig),
+                              [(k["kernel"], k["args"]) for k in kernels], tracker, key, repeats=repeats,
+                              threads=threads, **timeouts)
+    timings = Timings(np.array(res["kernel_s"]), np.array(res["end_to_end_s"]))
+    meta = collect_meta(res["threads"], cpu=res["cpu"], device=f"RPC key {key!r} at {tracker}",
+                        kernels_timed="in isolation")
+    return build_profile(sig, timings, {}, meta)

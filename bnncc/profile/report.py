@@ -148,10 +148,16 @@ def format_profile(p: dict[str, Any], top: int | None = None) -> str:
     lines.append(f"sum of {len(p['kernels'])} kernel calls {p['sum_of_kernels_ms']:.3f} ms = "
                  f"{p['sum_over_end_to_end']:.1%} of the end-to-end median {p['end_to_end_ms']:.3f} ms "
                  f"({p['runs']} runs each)")
-    lines.append(f"  same runs, like with like: kernel time per instrumented run (median) "
-                 f"{p['kernels_per_run_median_ms']:.3f} ms = {p['per_run_over_end_to_end']:.1%} of it; the sum = "
-                 f"{p['sum_over_best']:.1%} of the fastest run {p['end_to_end_best_ms']:.3f} ms (a busy machine "
-                 "preempts whole runs more often than single kernels)")
+    if p.get("kernels_timed") == "in isolation":
+        lines.append(f"  on {p.get('device')}: each kernel timed alone on random tensors of its argument shapes, "
+                     "repeated back-to-back (caches warm with its own data), not in place as on this machine; the "
+                     f"sum = {p['sum_over_best']:.1%} of the fastest whole run {p['end_to_end_best_ms']:.3f} ms; "
+                     "no roofline measured on the device")
+    else:
+        lines.append(f"  same runs, like with like: kernel time per instrumented run (median) "
+                     f"{p['kernels_per_run_median_ms']:.3f} ms = {p['per_run_over_end_to_end']:.1%} of it; the sum "
+                     f"= {p['sum_over_best']:.1%} of the fastest run {p['end_to_end_best_ms']:.3f} ms (a busy "
+                     "machine preempts whole runs more often than single kernels)")
     shares = ", ".join(f"{c} {ms / p['sum_of_kernels_ms']:.0%}" for c, ms in p["ms_by_category"].items() if ms)
     lines += [f"by precision: {shares}", _layers_line(p)]
     m = p.get("memory")

@@ -1,7 +1,8 @@
 """Compiled models on remote devices through TVM's RPC tracker, and the tracker/server fleet itself.
 
 * :mod:`bnncc.rpc.remote`: run/time a compiled model on a device (``bnncc run --rpc``): :func:`run_remote`,
-  :func:`time_remote`, :func:`connect`, :class:`RemoteError`; :func:`library_arch`.
+  :func:`time_remote`, :func:`connect`, :class:`RemoteError`; :func:`library_arch`; its kernels one by one
+  (``bnncc profile --rpc``): :func:`time_kernels_remote`, :func:`remote_signature`.
 * :mod:`bnncc.rpc.tracker`: the tracker protocol, bounded in time (:func:`tracker_summary`,
   :func:`request_session`, :func:`servers`, ...) and :func:`start_tracker`; :class:`RpcError`.
 * :mod:`bnncc.rpc.process`: the fleet's background processes (:func:`free_port`, :func:`spawn`,
@@ -15,7 +16,8 @@ asks it for :func:`library_arch` when it loads a library).
 from bnncc.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    ".remote": ("RemoteError", "connect", "library_arch", "run_remote", "time_remote", "to_numpy"),
+    ".remote": ("RemoteError", "connect", "library_arch", "remote_signature", "run_remote", "time_kernels_remote",
+                "time_remote", "to_numpy"),
     ".tracker": ("RpcError", "await_server", "reach_tracker", "request_session", "servers", "split_addr",
                  "start_tracker", "tracker_cmd", "tracker_keys", "tracker_summary"),
     ".process": ("free_port", "log_tail", "spawn", "stop_process"),

@@ -4,7 +4,8 @@ The device runs the stock TVM RPC server (``python -m tvm.exec.rpc_server --trac
 ``deploy/README.md``), e.g. a Raspberry Pi, a phone, or the emulated arm64 device of :mod:`bnncc.device`.
 :func:`run_remote` requests a session for ``key`` from the tracker, uploads the library written by
 ``bnncc compile --target aarch64|rasp4|pixel1``, runs the Relax VM's ``main`` there and returns numpy arrays;
-:func:`time_remote` measures it there with TVM's time evaluator.
+:func:`time_remote` measures it there with TVM's time evaluator, :func:`time_kernels_remote` each of its kernels
+(``bnncc profile --rpc``, with the signature :func:`remote_signature` reads there).
 
 Every failure is a :class:`bnncc.errors.BnnccError` with a one-line reason (no TVM traceback), and every step is
 bounded in time: an unreachable tracker, no server registered under the key, no server free within
@@ -312,3 +313,121 @@ def time_remote(model_so: str | Path, inputs: Sequence[np.ndarray] | np.ndarray,
 
     return _in_session(path, tracker, key, session_timeout, request_timeout, f"timing {path.name} on {key!r}",
                        work, arrays)
+
+
+def remote_signature(model_so: str | Path, tracker: str, key: str, *,
+                     session_timeout: float = DEFAULT_SESSION_TIMEOUT,
+                     request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> dict[str, Any] | None:
+    """The signature ``model_so`` records (:func:`bnncc.runtime.read_signature`), read on the device: a library
+    of another architecture cannot be loaded here. None for a library that records none."""
+    import json
+
+    path = _check_model(model_so)
+
+    def work(remote: _Remote):
+        try:
+            sig = json.loads(str(remote.vm["bnncc_signature"]()))
+        except Exception:  # noqa: BLE001 -- no such function (an older library), or not JSON
+            return None
+        return sig if isinstance(sig, dict) and isinstance(sig.get("inputs"), list) else None
+
+    return _in_session(path, tracker, key, session_timeout, request_timeout,
+                       f"reading the signature of {path.name} on {key!r}", work, [])
+
+
+# ------------------------------------------------------------------------------------- kernels timed on the device
+# A Relax VM library loads as the VM executable, whose kernels are functions of the library module it imports.
+# TVM's time evaluator looks a function up in the module it is given, not in that module's imports, and over RPC
+# an import cannot be reached. A copy of the library with its import tree hidden (the loader's symbol renamed,
+# same length) loads as the bare library module: its kernels are then functions of the module itself.
+_IMPORT_TREE_SYMBOL = b"__tvm_ffi__library_bin\x00"
+_HIDDEN_SYMBOL = b"__bnncc_kernels_only__\x00"
+
+
+def kernels_only_copy(model_so: Path, out: Path) -> Path:
+    """A copy of ``model_so`` that loads as its kernel library (see above), written to ``out``."""
+    data = model_so.read_bytes()
+    if _IMPORT_TREE_SYMBOL not in data:
+        raise RemoteError(f"{model_so}: not a TVM library (it has no import tree)")
+    out.write_bytes(data.replace(_IMPORT_TREE_SYMBOL, _HIDDEN_SYMBOL))
+    return out
+
+
+def _random_array(rng: np.random.Generator, shape: Sequence[int], dtype: str) -> np.ndarray:
+    """Data of a kernel argument: normal floats, integers over their whole range (bit-packed words, counts)."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return rng.standard_normal(shape).astype(dt)
+    if dt.kind == "b":
+        return rng.random(shape) < 0.5
+    info = np.iinfo(dt)
+    return rng.integers(info.min, info.max, size=shape, dtype=dt, endpoint=True)
+
+
+def time_kernels_remote(model_so: str | Path, inputs: Sequence[np.ndarray] | np.ndarray,
+                        kernels: Sequence[tuple[str, Sequence[dict[str, Any]]]], tracker: str, key: str, *,
+                        repeats: int = 20, threads: int | None = None, min_sample_ms: float = 1.0,
+                        session_timeout: float = DEFAULT_SESSION_TIMEOUT,
+                        request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> dict[str, Any]:
+    """Each kernel of ``model_so`` and its whole ``main`` timed on the device registered as ``key``.
+
+    ``kernels``: (PrimFunc name, argument shapes ``{"shape", "dtype"}``) per kernel call, in execution order, as
+    the library records them. Each kernel runs alone, on random tensors of its argument shapes, with TVM's time
+    evaluator on the device: one sample is the mean of enough back-to-back calls to last ``min_sample_ms`` (so
+    its caches are warm). ``repeats`` rounds, each timing every kernel once and then ``main`` once (the inputs
+    already on the device): both see the same load. Returns ``{"kernel_s": [round][kernel] seconds,
+    "end_to_end_s": [round] seconds, "threads": TVM threads on the device, "cpu": its LLVM CPU name or None}``.
+    Raises :class:`RemoteError`."""
+    import tempfile
+
+    import tvm
+
+    path = _check_model(model_so)
+    arrays = _as_inputs(inputs)
+    rng = np.random.default_rng(0)
+
+    def work(remote: _Remote) -> dict[str, Any]:
+        remote.run("main", arrays)  # warm-up; checks the inputs
+        sess, dev = remote.sess, remote.dev
+
+        def setup():
+            if threads:
+                sess.get_function("runtime.config_threadpool")(1, threads)
+            with tempfile.TemporaryDirectory(prefix="bnncc-kernels-") as td:
+                copy = kernels_only_copy(path, Path(td) / f"kernels-{path.name}")
+                sess.upload(str(copy))
+                lib = sess.load_module(copy.name)
+            evaluators = []
+            for name, args in kernels:
+                try:
+                    lib.get_function(name)
+                except Exception:  # noqa: BLE001 -- TVM raises AttributeError/RuntimeError
+                    raise RemoteError(f"{path.name} has no kernel {name}, which its kernel record lists (built by "
+                                      "another bnncc?)") from None
+                tensors = [tvm.runtime.tensor(_random_array(rng, a["shape"], a["dtype"]), device=dev) for a in args]
+                once = min(lib.time_evaluator(name, dev, number=1, repeat=3)(*tensors).results)
+                number = int(min(10_000, max(1, np.ceil(min_sample_ms * 1e-3 / max(once, 1e-9)))))
+                evaluators.append((lib.time_evaluator(name, dev, number=number, repeat=1), tensors))
+            remote.vm.save_function("main", "bnncc_timed", *remote.args, include_return=False)
+            whole = remote.vm.time_evaluator("bnncc_timed", dev, number=1, repeat=1)
+            return evaluators, whole
+
+        evaluators, whole = remote.call(setup, arrays, "preparing the kernels")
+
+        def measure():
+            per_kernel, e2e = [], []
+            for _ in range(repeats):
+                per_kernel.append([ev(*tensors).results[0] for ev, tensors in evaluators])
+                e2e.append(whole().results[0])
+            return per_kernel, e2e
+
+        per_kernel, e2e = remote.call(measure, arrays, "timing the kernels")
+        used = int(sess.get_function("runtime.NumThreads")())
+        try:
+            cpu = str(sess.get_function("target.llvm_get_system_cpu")())
+        except Exception:  # noqa: BLE001 - a runtime-only server has no compiler library
+            cpu = None
+        return {"kernel_s": per_kernel, "end_to_end_s": e2e, "threads": used, "cpu": cpu}
+
+    return _in_session(path, tracker, key, session_timeout, request_timeout,
+                       f"timing the kernels of {path.name} on {key!r}", work, arrays)

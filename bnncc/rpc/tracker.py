@@ -96,6 +96,7 @@ def request_session(
     priority: int = 1,
     request_timeout: float = 60.0,
     wait_registered: float = 10.0,
+    tracker_wait: float = 0.0,
 ):
     """A ``tvm.rpc.RPCSession`` on a server registered under ``key`` at the tracker ``"host:port"``,
     every step bounded in time.
@@ -104,6 +105,7 @@ def request_session(
     does not answer, when no server with ``key`` is registered within ``wait_registered`` seconds, when none
     becomes free within ``request_timeout`` seconds, or when the server handed out refuses the session.
     ``session_timeout``: the server ends the session (and tells the client) after that many seconds (0: never).
+    ``tracker_wait``: how long an unreachable tracker is tried again (one restarting), within ``request_timeout``.
     """
     import tvm.rpc
     from tvm.rpc import base
@@ -115,7 +117,15 @@ def request_session(
     def remaining() -> float:
         return max(deadline - time.monotonic(), 0.1)
 
-    info = reach_tracker(tracker, timeout=min(10.0, remaining()))
+    while True:
+        try:
+            info = reach_tracker(tracker, timeout=min(10.0, remaining()))
+            break
+        except RpcError:
+            if time.monotonic() > min(deadline, start + tracker_wait):
+                raise
+            time.sleep(1.0)
+    start = time.monotonic()  # the servers of a restarted tracker register again within seconds
     while not servers(info, key):
         if time.monotonic() > min(deadline, start + wait_registered):
             keys = ", ".join(repr(k) for k in tracker_keys(info)) or "none"

@@ -33,6 +33,10 @@ measured, so an interrupted run (Ctrl-C, a crash, a killed server) keeps every t
 the distinct schedules already measured for each task and runs only the rest (a task whose space is exhausted
 is not searched again), and tasks already decided are skipped. A record that cannot be parsed (a truncated line,
 an edit gone wrong) is moved to ``<file>.corrupt`` with a warning naming the file and line; the rest loads.
+A tracker restarted mid-run (same address) costs at most the trials measured while it was away: TVM's servers
+register again and its runner reconnects. When a whole batch of trials fails (or a verification run) and the
+tracker does not answer for 20 s, tuning stops with one error line, the trials so far kept: rerun to continue
+(tests/tune/test_tracker_restart.py). The runner's worker processes log to ``logs/rpc-runner.log``.
 
 Compile side: :class:`TuningLog` (``bnncc.pipeline.build(mod, target, tuning_log="auto" | DIR)``) applies the
 committed records with ``relax.transform.MetaScheduleApplyDatabase`` before bnncc's default schedules, which

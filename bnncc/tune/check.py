@@ -13,7 +13,7 @@ from bnncc.rpc.tracker import request_session
 from bnncc.targets import TargetSpec, get_target
 
 from .log import TuningError
-from .measure import Measurer
+from .measure import TRACKER_WAIT, Measurer
 from .space import default_schedule
 from .tasks import Task
 
@@ -70,7 +70,8 @@ def check_outputs(task: Task, artifacts: Sequence[str | None], spec: TargetSpec,
                 for art in artifacts]
     if measurer is None or not measurer.rpc:
         raise TuningError(f"checking {spec.name} schedules needs the device (RPC)")
-    sess = request_session(measurer.rpc, measurer.key, session_timeout=600.0, request_timeout=600.0)
+    sess = request_session(measurer.rpc, measurer.key, session_timeout=600.0, request_timeout=600.0,
+                           tracker_wait=TRACKER_WAIT)  # a tracker restarting meanwhile
     try:
         ok = []
         for i, art in enumerate(artifacts):

@@ -147,7 +147,9 @@ def tune(model: tvm.IRModule | Sequence[Task], target: str | TargetSpec = "host"
                                                                                   float_tasks=float_tasks)
     if not tasks:
         raise TuningError("the model has no binary conv/dense (nor float conv/dense) to tune")
-    measurer = Measurer(spec, rpc=rpc, key=key, session_timeout=session_timeout, runner_workers=runner_workers)
+    (log_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+    measurer = Measurer(spec, rpc=rpc, key=key, session_timeout=session_timeout, runner_workers=runner_workers,
+                        worker_log=log_dir / LOGS_DIR / "rpc-runner.log")
     results: list[TaskResult] = []
     say(f"bnncc tune: {len(tasks)} task(s) for {log_name(spec)} ({measurer.where}), up to {trials} trials each; "
         f"log {log_dir}")

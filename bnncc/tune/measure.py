@@ -4,9 +4,11 @@ qualified name (``bnncc.tune.measure.build_tir``) and import this module."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 
 import tvm
@@ -16,6 +18,8 @@ from bnncc.targets import TargetSpec, get_target
 
 from .log import TuningError
 from .util import short_error
+
+TRACKER_WAIT = 20.0  # seconds an unreachable tracker is waited for (a restart) before tuning stops
 
 
 def build_tir(mod: tvm.IRModule, target: tvm.target.Target, _params=None):
@@ -55,12 +59,21 @@ def run_evaluator_rpc(session, rt_mod, device, evaluator_config, repeated_args) 
     return run_evaluator_local(rt_mod, device, evaluator_config, repeated_args)
 
 
+def quiet_worker(log_path: str) -> None:
+    """Initializer of the RPC runner's worker processes: their stderr (TVM's "Cannot connect to tracker, retry"
+    warnings, tracebacks of its connection threads while a tracker is away) goes to the log directory, not to
+    the console, where bnncc tune reports one line per event."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 class Measurer:
     """MetaSchedule's builder and runner for a target: ``LocalRunner`` or ``RPCRunner`` through a tracker."""
 
     def __init__(self, spec: TargetSpec, *, rpc: str | None = None, key: str | None = None,
                  session_timeout: float = 60.0, runner_workers: int | None = None,
-                 builder_workers: int | None = None, evaluator=None):
+                 builder_workers: int | None = None, evaluator=None, worker_log: str | os.PathLike | None = None):
         from tvm.s_tir import meta_schedule as ms
 
         self.spec, self.rpc, self.key = spec, rpc, key
@@ -84,7 +97,8 @@ class Measurer:
             self.runner = ms.runner.RPCRunner(
                 rpc_config=ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
                                                session_timeout_sec=int(session_timeout)),
-                evaluator_config=self.evaluator, max_workers=self.workers, f_run_evaluator=run_evaluator_rpc)
+                evaluator_config=self.evaluator, max_workers=self.workers, f_run_evaluator=run_evaluator_rpc,
+                initializer=functools.partial(quiet_worker, os.fspath(worker_log)) if worker_log else None)
         else:
             self.workers = 1
             self.runner = ms.runner.LocalRunner(timeout_sec=session_timeout, evaluator_config=self.evaluator,
@@ -103,6 +117,25 @@ class Measurer:
                               f"(registered keys: {keys})")
         return n
 
+    def tracker_lost(self, wait: float = TRACKER_WAIT) -> str | None:
+        """After measurements failed: why the tracker is gone (it did not answer for ``wait`` seconds), None when
+        it answers (it may have restarted: TVM's servers register again, its runner reconnects) or without RPC."""
+        if not self.rpc:
+            return None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                reach_tracker(self.rpc, timeout=5.0)
+                return None
+            except RpcError as e:
+                if time.monotonic() >= deadline:
+                    return f"{e} (for {wait:.0f} s)"
+            time.sleep(1.0)
+
+    def lost_error(self, why: str) -> TuningError:
+        return TuningError(f"{why}: the trials measured so far are kept in the log; rerun when the tracker is back "
+                           "to continue")
+
     @property
     def where(self) -> str:
         return f"RPC {self.rpc} key {self.key!r} ({self.workers} server(s))" if self.rpc else "local"
@@ -120,6 +153,9 @@ class Measurer:
         (fut,) = self.runner.run([RunnerInput(artifact, "cpu", args_info)])
         res = fut.result()
         if res.error_msg:
+            lost = self.tracker_lost()
+            if lost:
+                raise self.lost_error(lost)
             return None, short_error(Exception(res.error_msg))
         return [float(s) for s in res.run_secs], None
 

@@ -161,6 +161,7 @@ def search(task: Task, trials: int, space: int, measurer: Measurer, trials_db, t
 
     count = 0
     best = [None]
+    lost: list[str] = []
 
     def on_batch(results) -> None:
         nonlocal count
@@ -171,6 +172,10 @@ def search(task: Task, trials: int, space: int, measurer: Measurer, trials_db, t
                 best[0] = t if best[0] is None else min(best[0], t)
         report(count, best[0])
         stop_if_interrupted(sigint)  # a safe point: this batch's records are in the database
+        # a whole batch failed: if the tracker is gone (not just restarting), stop here, at the same safe point
+        if results and all(r.error_msg for r in results) and (why := measurer.tracker_lost()):
+            lost.append(why)
+            raise measurer.lost_error(why)
 
     population = int(min(256, max(32, 4 * space)))
     evolutionary = ms.search_strategy.EvolutionarySearch(
@@ -185,13 +190,18 @@ def search(task: Task, trials: int, space: int, measurer: Measurer, trials_db, t
         ctx = ms.TuneContext(mod=task.mod, target=target, space_generator=space_gen, search_strategy=strategy,
                              task_name=task.name, logger=lg, rand_state=-1 if seed is None else seed,
                              num_threads=min(2, os.cpu_count() or 1)).clone()
-    ms.tune.tune_tasks(
-        tasks=[ctx], task_weights=[1.0], work_dir=str(log_dir / LOGS_DIR), max_trials_global=trials,
-        max_trials_per_task=trials, num_trials_per_iter=per_iter, builder=measurer.builder,
-        runner=measurer.runner, database=trials_db,
-        cost_model=ms.cost_model.XGBModel(num_tuning_cores=min(2, os.cpu_count() or 1), adaptive_training=True),
-        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _progress_callback(on_batch)],
-        task_scheduler="round-robin")
+    try:
+        ms.tune.tune_tasks(
+            tasks=[ctx], task_weights=[1.0], work_dir=str(log_dir / LOGS_DIR), max_trials_global=trials,
+            max_trials_per_task=trials, num_trials_per_iter=per_iter, builder=measurer.builder,
+            runner=measurer.runner, database=trials_db,
+            cost_model=ms.cost_model.XGBModel(num_tuning_cores=min(2, os.cpu_count() or 1), adaptive_training=True),
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _progress_callback(on_batch)],
+            task_scheduler="round-robin")
+    except Exception:
+        if lost:  # raised in on_batch, back through TVM's FFI as another exception
+            raise measurer.lost_error(lost[0]) from None
+        raise
     return count
 
 

@@ -132,3 +132,18 @@ def test_main_writes_results(tmp_path):
                    "--networks", "standin", "--out", str(tmp_path / "x86")]) == 0
     assert (tmp_path / "x86-networks.md").read_text().count("standin-bconv") == 1
     assert (tmp_path / "x86-networks.json").exists()
+
+
+def test_frontends_benchmark_smoke():
+    """benchmarks/bench_frontends' code path on a small Keras/Larq model: the Keras import and the LCE .tflite
+    import compiled, both timed with LCE's interpreter, their outputs close (not a timing assertion)."""
+    from bnncc.compare import frontends
+    from bnncc.testing import small_bnn
+
+    (row,) = frontends.bench_frontends([("small_bnn", small_bnn())], repeats=2, warmup=1, burst_ms=0.0,
+                                       tuning_log=None)
+    for col in ("Keras import ms", ".tflite import ms", "LCE ms", ".tflite / Keras", "LCE / Keras"):
+        assert _finite_positive(row[col]), (col, row)
+    assert row["binary ops Keras/.tflite"] == "3/3", row
+    assert row["rel err .tflite vs Keras"] < 1e-4 and row["rel err Keras vs LCE"] < 1e-4, row
+    assert set(row) == set(frontends.COLUMNS)

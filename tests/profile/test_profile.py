@@ -121,7 +121,9 @@ def test_cli_writes_table_json_and_charts(tmp_path, model, exe):
 @pytest.mark.parametrize("args, message", [
     (("--repeats", "0"), "--repeats must be at least 1"),
     (("--target", "aarch64"), "give the model, not a .so"),
-    (("--rpc", "127.0.0.1:9190"), "not implemented"),
+    (("--rpc", "127.0.0.1"), "expected HOST:PORT"),
+    (("--rpc", "127.0.0.1:9", "--threads", "100000"), "--threads must be between 1 and"),
+    (("--rpc", "127.0.0.1:9"), "no such compiled model"),
     (("--out", "/no/such/dir/p"), "does not exist"),
 ])
 def test_cli_bad_input_is_one_error_line(tmp_path, args, message):
