@@ -61,7 +61,8 @@ def _float_size(model) -> int:
 # ------------------------------------------------------------------------------------------- commands
 def cmd_compile(args) -> int:
     c_library = args.emit == "c-library"
-    if not c_library and not get_target(args.target).tvm_runtime:
+    # named targets only: detecting the host imports TVM, and the host runs TVM's runtime anyway
+    if not c_library and args.target != "host" and not get_target(args.target).tvm_runtime:
         raise BnnccError(f"--target {args.target}: no TVM runtime exists for it to load a shared library; "
                          "use --emit c-library (a runtime-free static library)")
     if c_library:
