@@ -116,6 +116,21 @@ def _converter_class():
         def check_unsupported_ops(self) -> None:  # done by bnncc's check_operators, which lists them all
             pass
 
+        def convert_fully_connected(self, op):
+            # TFLite's FULLY_CONNECTED without keep_num_dims flattens its input to [-1, n_inputs]; TVM's converter
+            # keeps the input's leading dims (a [1, 1, 1, C] pooled map gave [1, 1, 1, units], not [1, units]).
+            out = super().convert_fully_connected(op)
+            shape = [int(d) for d in self.get_output_tensors(op)[0].tensor.ShapeAsNumpy()]
+            return out if self._fc_keeps_dims(op) else relax.op.reshape(out, shape)
+
+        @staticmethod
+        def _fc_keeps_dims(op) -> bool:
+            from tflite.FullyConnectedOptions import FullyConnectedOptions
+
+            options = FullyConnectedOptions()
+            options.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
+            return bool(options.KeepNumDims())
+
         def convert_lce(self, op):
             code = self.custom_code(op)
             ins, outs = self.get_input_tensors(op), self.get_output_tensors(op)

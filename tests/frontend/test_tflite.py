@@ -54,6 +54,7 @@ def _check(path, buf: bytes, x: np.ndarray) -> np.ndarray:
     assert text.count('"bnncc.bconv2d"') == ops.get("LceBconv2d", 0)  # every binary conv on bnncc's kernels
     assert text.count('"bnncc.bmaxpool2d"') == ops.get("LceBMaxPool2d", 0)
     got, want = build(mod, "host")(x), _interpreter(buf).predict(x)
+    assert got.shape == want.shape  # the file's declared output shape, not TVM's importer's
     assert _rel_err(got, want) < 1e-4, _rel_err(got, want)
     assert got.argmax() == want.argmax()
     return got
@@ -127,6 +128,16 @@ def test_plain_float_tflite(tmp_path):
 def small_lce(tmp_path_factory):
     model = models.build("quicknet_small", input_shape=(64, 64, 3), num_classes=10, seed=3)
     return lce.convert_keras_model(model)
+
+
+def test_output_has_the_declared_shape(tmp_path, small_lce):
+    # The head's FULLY_CONNECTED reads a [1, 1, 1, C] pooled map; TFLite flattens it (keep_num_dims false).
+    path = _write(tmp_path, "small", small_lce)
+    g = load_tflite(path).Subgraphs(0)
+    declared = tuple(int(d) for d in g.Tensors(int(g.Outputs(0))).ShapeAsNumpy())
+    assert declared == (1, 10)
+    x = np.random.default_rng(4).standard_normal((1, 64, 64, 3)).astype(np.float32)
+    assert bnncc.compile(str(path))(x).shape == _interpreter(small_lce).predict(x).shape == declared
 
 
 def test_truncated_tflite(tmp_path, small_lce):
